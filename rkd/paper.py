@@ -6,13 +6,15 @@ are charts without printed numbers, so they have no table here.
 """
 from __future__ import annotations
 
-from importlib import resources
+from pathlib import Path
 
 import pandas as pd
 
 from .registry import Registry
 
 __all__ = ["paper_table", "PAPER_TABLES"]
+
+_RESULTS_DIR = Path(__file__).parent / "paper_results"
 
 PAPER_TABLES: Registry[str] = Registry("paper table")
 for _name, _file in {
@@ -29,5 +31,4 @@ for _name, _file in {
 def paper_table(name: str) -> pd.DataFrame:
     """The paper's numbers for ``name`` ("table1" ... "table6") as a DataFrame."""
     filename = PAPER_TABLES.get(name)
-    with resources.files("rkd").joinpath("paper_results", filename).open("r", encoding="utf-8") as handle:
-        return pd.read_csv(handle)
+    return pd.read_csv(_RESULTS_DIR / filename)

@@ -112,6 +112,7 @@ def fit(
     device: str | torch.device = "cpu",
     checkpoint_path: str | Path | None = None,
     evaluate: Callable[[], dict[str, Any]] | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = True,
     desc: str = "train",
 ) -> TrainResult:
@@ -126,6 +127,8 @@ def fit(
     end; a run started again with the same arguments resumes from the last one and
     ends with exactly the result of an uninterrupted run. ``evaluate`` (no arguments,
     returns a dict) runs once after the last step; its result is ``metrics``.
+    ``on_step(step, losses)`` is called after each step (and after its checkpoint),
+    with the number of steps done and the weighted loss terms as floats.
     """
     device = torch.device(device)
     distiller.to(device)
@@ -201,6 +204,8 @@ def fit(
         if checkpoint_path is not None and config.checkpoint_every and done % config.checkpoint_every == 0:
             save(done)
         bar.update(1)
+        if on_step is not None:
+            on_step(done, {name: vals[-1] for name, vals in running.items()})
         if done % 10 == 0 or done == config.steps:
             bar.set_postfix(loss=f"{total.item():.4f}")
     bar.close()

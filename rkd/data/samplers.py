@@ -1,0 +1,240 @@
+"""Batch samplers: FaceNet-style P x m batches for metric learning and N-way K-shot
+episodes for few-shot learning.
+
+Both are batch samplers (``DataLoader(dataset, batch_sampler=sampler)``) whose batches
+depend only on ``(seed, epoch)``: epoch ``e`` draws from
+``numpy.random.default_rng([seed, e])``. A full pass advances the epoch by one;
+:meth:`set_epoch` sets it. :meth:`state_dict` / :meth:`load_state_dict` carry
+``seed``, ``epoch`` and ``position`` (batches of the epoch already handed out), so a run
+resumed from a checkpoint draws exactly the batches the killed run would have drawn.
+
+``position`` counts the batches this sampler has yielded. A ``DataLoader`` with workers
+asks for a few batches ahead of the training loop; save the state at the end of an
+epoch, or save ``{"seed": s, "epoch": e, "position": steps_done_in_epoch}`` built from
+the loop's own counters.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from rkd.registry import Registry
+
+__all__ = ["MPerClassSampler", "EpisodeSampler", "split_episode", "episode_targets"]
+
+
+def _labels_to_numpy(labels) -> np.ndarray:
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    array = np.asarray(labels)
+    if array.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {array.shape}")
+    if len(array) == 0:
+        raise ValueError("labels is empty")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"labels must be integers, got dtype {array.dtype}")
+    return array.astype(np.int64)
+
+
+def _indices_by_class(labels: np.ndarray) -> dict[int, np.ndarray]:
+    order = np.argsort(labels, kind="stable")
+    classes, starts = np.unique(labels[order], return_index=True)
+    groups = np.split(order, starts[1:])
+    return {int(c): g for c, g in zip(classes, groups)}
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+class _SeededBatchSampler(Sampler[list[int]]):
+    """Epoch / position / state handling shared by the samplers below."""
+
+    def __init__(self, seed: int):
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self.seed = int(seed)
+        self.epoch = 0
+        self.position = 0
+
+    def _draw(self, rng: np.random.Generator) -> list[int]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the batches of ``epoch`` on the next pass, from its start."""
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+        self.epoch, self.position = int(epoch), 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"seed": self.seed, "epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        missing = {"seed", "epoch", "position"} - set(state)
+        if missing:
+            raise KeyError(f"sampler state lacks {sorted(missing)}")
+        if not 0 <= int(state["position"]) <= len(self):
+            raise ValueError(f"position {state['position']} is outside 0..{len(self)}")
+        self.seed, self.epoch, self.position = int(state["seed"]), int(state["epoch"]), int(state["position"])
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, start = self.epoch, self.position
+        rng = np.random.default_rng([self.seed, epoch])
+        for batch_index in range(len(self)):
+            batch = self._draw(rng)  # drawn even when skipped, so batch k never depends on the resume point
+            if batch_index < start:
+                continue
+            self.position = batch_index + 1
+            yield batch
+        self.epoch, self.position = epoch + 1, 0
+
+
+# What MPerClassSampler does with a class holding fewer than m images.
+SMALL_CLASS_POLICIES: Registry = Registry("small-class policy")
+SMALL_CLASS_POLICIES.register("error", "raise an error naming the classes")
+SMALL_CLASS_POLICIES.register("drop", "never sample those classes")
+SMALL_CLASS_POLICIES.register("replace", "draw their m images with replacement (duplicates in the batch)")
+SMALL_CLASS_POLICIES.register("take_all", "take all their images and fill the batch with further classes "
+                              "(the authors' NPairs sampler; the last class may be cut short)")
+
+
+class MPerClassSampler(_SeededBatchSampler):
+    """FaceNet-style batches: ``P = batch_size // m`` distinct classes, ``m`` images each.
+
+    Each batch draws P classes uniformly without replacement, then m images of each
+    class without replacement; the batch lists the classes one after the other
+    (indices ``[c1 x m, c2 x m, ...]``).
+
+    ``small_classes`` says what to do with a class holding fewer than m images:
+    ``"error"`` (default) raises naming the classes and their counts; ``"drop"`` never
+    samples them; ``"replace"`` draws their m images with replacement; ``"take_all"``
+    takes all their images and fills the batch with further classes, which is what the
+    authors' ``NPairs`` sampler does (Stanford Online Products has many classes of 2-4
+    images); with it a batch has ``batch_size`` images but may have more than P
+    classes, and its last class may be cut short.
+
+    ``batches_per_epoch`` defaults to ``len(labels) // batch_size`` (at least 1); the
+    authors' code uses 100 (``--iter_per_epoch``).
+    """
+
+    def __init__(self, labels, m: int = 5, batch_size: int = 128, batches_per_epoch: int | None = None,
+                 seed: int = 0, small_classes: str = "error"):
+        super().__init__(seed)
+        labels = _labels_to_numpy(labels)
+        self.m = _positive_int("m", m)
+        self.batch_size = _positive_int("batch_size", batch_size)
+        if self.batch_size % self.m:
+            raise ValueError(f"batch_size ({batch_size}) must be a multiple of m ({m}): "
+                             f"each batch holds batch_size // m classes of m images")
+        self.classes_per_batch = self.batch_size // self.m
+        SMALL_CLASS_POLICIES.get(small_classes)
+        self.small_classes = small_classes
+        by_class = _indices_by_class(labels)
+        small = {c: len(idx) for c, idx in by_class.items() if len(idx) < self.m}
+        if small and small_classes == "error":
+            listed = ", ".join(f"class {c}: {n} images" for c, n in list(small.items())[:10])
+            more = f" and {len(small) - 10} more" if len(small) > 10 else ""
+            raise ValueError(f"{len(small)} classes have fewer than m={self.m} images ({listed}{more}); "
+                             "pass small_classes='drop', 'replace' or 'take_all' to allow them")
+        if small_classes == "drop":
+            by_class = {c: idx for c, idx in by_class.items() if c not in small}
+        self._class_ids = np.array(sorted(by_class), dtype=np.int64)
+        self._members = [by_class[c] for c in self._class_ids]
+        needed = 1 if small_classes == "take_all" else self.classes_per_batch
+        if len(self._class_ids) < needed:
+            raise ValueError(f"{len(self._class_ids)} usable classes, but a batch of {self.batch_size} with "
+                             f"m={self.m} needs {self.classes_per_batch} distinct classes")
+        if small_classes == "take_all" and sum(len(g) for g in self._members) < self.batch_size:
+            raise ValueError(f"only {len(labels)} images in all, fewer than batch_size={self.batch_size}")
+        if batches_per_epoch is None:
+            batches_per_epoch = max(1, len(labels) // self.batch_size)
+        self.batches_per_epoch = _positive_int("batches_per_epoch", batches_per_epoch)
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def _draw(self, rng: np.random.Generator) -> list[int]:
+        if self.small_classes == "take_all":
+            batch: list[int] = []
+            for position in rng.permutation(len(self._members)):
+                members = self._members[position]
+                batch += rng.choice(members, size=min(self.m, len(members)), replace=False).tolist()
+                if len(batch) >= self.batch_size:
+                    return batch[: self.batch_size]
+            raise AssertionError("unreachable: the constructor checks there are enough images")
+        batch = []
+        for position in rng.choice(len(self._members), size=self.classes_per_batch, replace=False):
+            members = self._members[position]
+            batch += rng.choice(members, size=self.m, replace=len(members) < self.m).tolist()
+        return batch
+
+
+class EpisodeSampler(_SeededBatchSampler):
+    """Seeded N-way K-shot episodes with Q queries per class.
+
+    Each episode draws ``n_way`` distinct classes, then ``k_shot + n_query`` distinct
+    images of each. Layout (``episode_layout = (n_way, k_shot, n_query)``): class-major,
+    for each sampled class in order, its ``k_shot`` support indices then its
+    ``n_query`` query indices; :func:`split_episode` cuts a batch into support
+    ``[n_way, k_shot, ...]`` and query ``[n_way, n_query, ...]``, and
+    :func:`episode_targets` gives the within-episode labels 0..n_way-1.
+    """
+
+    def __init__(self, labels, n_way: int, k_shot: int, n_query: int, episodes: int, seed: int = 0):
+        super().__init__(seed)
+        labels = _labels_to_numpy(labels)
+        self.n_way = _positive_int("n_way", n_way)
+        self.k_shot = _positive_int("k_shot", k_shot)
+        self.n_query = _positive_int("n_query", n_query)
+        self.episodes = _positive_int("episodes", episodes)
+        by_class = _indices_by_class(labels)
+        per_class = self.k_shot + self.n_query
+        small = {c: len(idx) for c, idx in by_class.items() if len(idx) < per_class}
+        if small:
+            listed = ", ".join(f"class {c}: {n} images" for c, n in list(small.items())[:10])
+            raise ValueError(f"{len(small)} classes have fewer than k_shot + n_query = {per_class} images "
+                             f"({listed}); lower k_shot or n_query")
+        if len(by_class) < self.n_way:
+            raise ValueError(f"n_way={self.n_way} but the labels hold only {len(by_class)} classes")
+        self._members = [by_class[c] for c in sorted(by_class)]
+
+    @property
+    def episode_layout(self) -> tuple[int, int, int]:
+        return (self.n_way, self.k_shot, self.n_query)
+
+    def __len__(self) -> int:
+        return self.episodes
+
+    def _draw(self, rng: np.random.Generator) -> list[int]:
+        episode: list[int] = []
+        for position in rng.choice(len(self._members), size=self.n_way, replace=False):
+            episode += rng.choice(self._members[position], size=self.k_shot + self.n_query, replace=False).tolist()
+        return episode
+
+
+def split_episode(batch: torch.Tensor, layout: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut an episode batch ``[n_way * (k_shot + n_query), ...]`` laid out as
+    :class:`EpisodeSampler` does into support ``[n_way, k_shot, ...]`` and query
+    ``[n_way, n_query, ...]``."""
+    n_way, k_shot, n_query = (int(v) for v in layout)
+    if batch.shape[0] != n_way * (k_shot + n_query):
+        raise ValueError(f"episode batch has {batch.shape[0]} rows, expected n_way * (k_shot + n_query) = "
+                         f"{n_way * (k_shot + n_query)} for layout {tuple(layout)}")
+    grouped = batch.reshape(n_way, k_shot + n_query, *batch.shape[1:])
+    return grouped[:, :k_shot], grouped[:, k_shot:]
+
+
+def episode_targets(layout: Sequence[int], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Within-episode labels of the support ``[n_way, k_shot]`` and query ``[n_way, n_query]``
+    rows returned by :func:`split_episode`: row ``c`` is class ``c``."""
+    n_way, k_shot, n_query = (int(v) for v in layout)
+    classes = torch.arange(n_way, device=device).unsqueeze(1)
+    return classes.expand(n_way, k_shot), classes.expand(n_way, n_query)

@@ -1,0 +1,126 @@
+"""Image transforms of each protocol, built with ``torchvision.transforms.v2``.
+
+``get_transform(name, train)`` is the one entry point; every transform takes a PIL image
+(what the real-data readers return) and gives a float32 tensor ``[C, H, W]``.
+
+- ``metric``: resize to 256x256, then random 224 crop + horizontal flip (train) or
+  center 224 crop (test), ImageNet mean/std (paper section 4.1; the authors' code
+  resizes to a square 256x256, not the short side).
+- ``metric_caffe``: the same geometry for the Caffe-converted GoogLeNet / Inception
+  backbones of Table 3: BGR channel order, values 0..255 minus the mean (104, 117, 128),
+  as the authors' code feeds them.
+- ``cifar``: random 32 crop from the image zero-padded to 40x40 + flip (train), none
+  (test); the mean/std of the authors' CIFAR code.
+- ``tiny_imagenet``: random rotation (15 degrees), colour jitter (0.4 brightness,
+  contrast, saturation) and flip (train); the paper names the three augmentations but
+  not their strengths, which are this package's choice. ImageNet mean/std.
+- ``omniglot``: 28x28 grayscale, inverted so strokes are 1 and background 0 (Snell et
+  al.; no augmentation, train and test alike). Rotations are classes and happen in the
+  dataset, not here.
+- ``mini_imagenet``: 84x84 RGB, ImageNet mean/std (no augmentation, as Snell et al.).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torchvision.transforms import v2
+
+from rkd.registry import Registry
+
+__all__ = [
+    "TRANSFORMS", "get_transform", "transform_names",
+    "metric_train", "metric_test", "metric_caffe_train", "metric_caffe_test",
+    "cifar_train", "cifar_test", "tiny_imagenet_train", "tiny_imagenet_test",
+    "omniglot", "mini_imagenet",
+    "IMAGENET_MEAN", "IMAGENET_STD", "CIFAR_MEAN", "CIFAR_STD", "CAFFE_BGR_MEAN",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# the authors' CIFAR code normalises CIFAR-100 with these (CIFAR-10) statistics
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
+CAFFE_BGR_MEAN = (104.0, 117.0, 128.0)
+
+#: name -> (train transform factory, test transform factory)
+TRANSFORMS: Registry = Registry("transform")
+
+
+def _to_float() -> list:
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+
+
+def metric_train() -> v2.Compose:
+    return v2.Compose([v2.Resize((256, 256)), v2.RandomCrop(224), v2.RandomHorizontalFlip(), *_to_float(),
+                       v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def metric_test() -> v2.Compose:
+    return v2.Compose([v2.Resize((256, 256)), v2.CenterCrop(224), *_to_float(),
+                       v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def _rgb_to_caffe_bgr(image: torch.Tensor) -> torch.Tensor:
+    return image[[2, 1, 0]] * 255.0
+
+
+def metric_caffe_train() -> v2.Compose:
+    return v2.Compose([v2.Resize((256, 256)), v2.RandomCrop(224), v2.RandomHorizontalFlip(), *_to_float(),
+                       v2.Lambda(_rgb_to_caffe_bgr), v2.Normalize(CAFFE_BGR_MEAN, (1.0, 1.0, 1.0))])
+
+
+def metric_caffe_test() -> v2.Compose:
+    return v2.Compose([v2.Resize((256, 256)), v2.CenterCrop(224), *_to_float(),
+                       v2.Lambda(_rgb_to_caffe_bgr), v2.Normalize(CAFFE_BGR_MEAN, (1.0, 1.0, 1.0))])
+
+
+def cifar_train() -> v2.Compose:
+    return v2.Compose([v2.RandomCrop(32, padding=4, fill=0), v2.RandomHorizontalFlip(), *_to_float(),
+                       v2.Normalize(CIFAR_MEAN, CIFAR_STD)])
+
+
+def cifar_test() -> v2.Compose:
+    return v2.Compose([*_to_float(), v2.Normalize(CIFAR_MEAN, CIFAR_STD)])
+
+
+def tiny_imagenet_train() -> v2.Compose:
+    return v2.Compose([v2.Resize((64, 64)), v2.RandomRotation(15),
+                       v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4), v2.RandomHorizontalFlip(),
+                       *_to_float(), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def tiny_imagenet_test() -> v2.Compose:
+    return v2.Compose([v2.Resize((64, 64)), *_to_float(), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def _invert(image: torch.Tensor) -> torch.Tensor:
+    return 1.0 - image
+
+
+def omniglot() -> v2.Compose:
+    return v2.Compose([v2.Grayscale(1), v2.Resize((28, 28)), *_to_float(), v2.Lambda(_invert)])
+
+
+def mini_imagenet() -> v2.Compose:
+    return v2.Compose([v2.Resize((84, 84)), *_to_float(), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+TRANSFORMS.register("metric", (metric_train, metric_test))
+TRANSFORMS.register("metric_caffe", (metric_caffe_train, metric_caffe_test))
+TRANSFORMS.register("cifar", (cifar_train, cifar_test))
+TRANSFORMS.register("tiny_imagenet", (tiny_imagenet_train, tiny_imagenet_test))
+TRANSFORMS.register("omniglot", (omniglot, omniglot))
+TRANSFORMS.register("mini_imagenet", (mini_imagenet, mini_imagenet))
+
+
+def get_transform(name: str, train: bool) -> Callable:
+    """A fresh transform ``name`` (see :func:`transform_names`) for training or test."""
+    if not isinstance(train, bool):
+        raise TypeError(f"train must be a bool, got {type(train).__name__}: {train!r}")
+    train_factory, test_factory = TRANSFORMS.get(name)
+    return (train_factory if train else test_factory)()
+
+
+def transform_names() -> list[str]:
+    return TRANSFORMS.names()

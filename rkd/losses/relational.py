@@ -1,0 +1,335 @@
+"""Relational losses: RKD distance (eq. 5-8), RKD angle (eq. 9-10) and RRD.
+
+Numerics follow the authors' code where the paper is silent (see
+``shared/paper/protocol.md``): smooth-L1 with beta 1, averaged over all N^2 (distance)
+or N^3 (angle) entries including the zeros of degenerate tuples; squared distances
+clamped at 1e-12 before the square root; distances divided by the mean of the strictly
+positive pairwise distances; the unit vector of a zero difference is the zero vector.
+
+Neither RKD loss builds an N x N x D tensor. Everything that touches the feature
+dimension D is one N x N Gram matrix (O(N^2 D) time, O(N^2) memory); the angle loss
+then works on the N x N squared-distance matrix alone, via the law of cosines, chunked
+over the vertex so that memory stays O(chunk * N^2), with a hand-written backward.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "pairwise_squared_distances",
+    "rkd_distance",
+    "rkd_angle",
+    "RKDLoss",
+    "RRDLoss",
+]
+
+# Squared distances are clamped here before the square root (the authors' pdist).
+SQUARED_DISTANCE_CLAMP = 1e-12
+# Two rows count as coincident when their squared distance is below this fraction of
+# their squared (centred) norms: this is far above the rounding of the float64 Gram
+# matrix (~D * 1e-16) and far below any distance float32 embeddings can resolve.
+COINCIDENT_RELATIVE_TOLERANCE = 1e-12
+# Elements per [chunk, N, N] block in the angle loss: 4 MiB of float32 on the CPU (a few
+# such blocks are alive at once), larger on GPUs, where each chunk costs kernel launches.
+ANGLE_CHUNK_ELEMENTS = 1 << 20
+ANGLE_CHUNK_ELEMENTS_CUDA = 1 << 25
+
+
+def _check_relational_inputs(student: Tensor, teacher: Tensor, minimum: int, loss_name: str) -> None:
+    for role, x in (("student", student), ("teacher", teacher)):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{loss_name}: {role} must be a Tensor, got {type(x).__name__}")
+        if x.dim() != 2:
+            raise ValueError(
+                f"{loss_name}: {role} must be a 2-D [N, D] batch of embeddings, got shape "
+                f"{tuple(x.shape)}; flatten feature maps first (e.g. x.flatten(1))"
+            )
+        if not x.is_floating_point():
+            raise TypeError(f"{loss_name}: {role} must be a floating-point tensor, got {x.dtype}")
+    if student.shape[0] != teacher.shape[0]:
+        raise ValueError(
+            f"{loss_name}: student and teacher must hold the same N examples, got "
+            f"N={student.shape[0]} (student) and N={teacher.shape[0]} (teacher)"
+        )
+    if student.shape[0] < minimum:
+        raise ValueError(
+            f"{loss_name} needs at least {minimum} examples in the batch, got N={student.shape[0]}"
+        )
+
+
+def pairwise_squared_distances(x: Tensor) -> Tensor:
+    """Squared Euclidean distances between the rows of ``x`` ([N, D] -> [N, N], float64).
+
+    Computed from the Gram matrix of the centred rows in float64 (distances do not
+    change under translation; centring and float64 keep the cancellation in
+    ``|x_i|^2 + |x_j|^2 - 2 <x_i, x_j>`` far below float32 resolution). The diagonal and
+    the entries of coincident rows (squared distance <= 1e-12 x the sum of their squared
+    centred norms) are set to exactly zero, so no rounding residue leaks into means or
+    gradients. Differentiable (autograd, O(N^2 + N D) memory); zeroed entries pass no
+    gradient.
+    """
+    centred = x.to(torch.float64, copy=True)
+    centred -= centred.mean(dim=0, keepdim=True)  # in place: one N x D copy, not two
+    gram = centred @ centred.T
+    squared_norms = gram.diagonal()
+    norm_sums = squared_norms.unsqueeze(1) + squared_norms.unsqueeze(0)
+    squared = norm_sums - 2.0 * gram
+    coincident = squared <= COINCIDENT_RELATIVE_TOLERANCE * norm_sums
+    coincident.fill_diagonal_(True)
+    return squared.masked_fill(coincident, 0.0)
+
+
+def _normalized_distances(x: Tensor) -> Tensor:
+    """psi_D of eq. 5 for every pair: distances over their batch mean mu (eq. 6)."""
+    n = x.shape[0]
+    squared = pairwise_squared_distances(x)
+    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=x.device)
+    distances = squared.clamp_min(SQUARED_DISTANCE_CLAMP).sqrt() * off_diagonal
+    # After the clamp every off-diagonal distance is >= 1e-6 > 0, so this is the mean of
+    # the strictly positive entries, as in the authors' code.
+    mean_distance = distances.sum() / (n * (n - 1))
+    return distances / mean_distance
+
+
+def rkd_distance(student: Tensor, teacher: Tensor) -> Tensor:
+    """Distance-wise RKD loss, eq. 7 with the potential of eq. 5-6 and Huber loss eq. 8.
+
+    ``L = mean_{i,j} smooth_l1(psi_D(s_i, s_j), psi_D(t_i, t_j))`` over all N^2 pairs,
+    diagonal zeros included, where ``psi_D(x_i, x_j) = ||x_i - x_j|| / mu`` and ``mu`` is
+    the mean distance over the pairs i != j. Squared distances are clamped at 1e-12
+    before the square root (a duplicate pair has distance 1e-6 and passes no gradient).
+
+    Args:
+        student: [N, D_s] student embeddings (gradients flow into it).
+        teacher: [N, D_t] teacher embeddings; D_t may differ from D_s. Detached here.
+
+    Returns:
+        A scalar in the student's dtype.
+
+    Raises:
+        ValueError: N < 2, different N, or non-2-D inputs.
+    """
+    _check_relational_inputs(student, teacher, minimum=2, loss_name="rkd_distance")
+    with torch.no_grad():
+        teacher_potential = _normalized_distances(teacher.detach())
+    student_potential = _normalized_distances(student)
+    loss = F.smooth_l1_loss(student_potential, teacher_potential, beta=1.0)
+    return loss.to(student.dtype)
+
+
+def _vertex_cosines(squared: Tensor, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Cosines at the vertices j in [start, stop) of every (i, j, k), from squared distances.
+
+    ``cos(i, j, k) = (d_ij^2 + d_kj^2 - d_ik^2) / (2 d_ij d_kj)`` (law of cosines, the same
+    number as <e_ij, e_kj>); 0 when d_ij or d_kj is zero (unit vector of a zero vector
+    is the zero vector, as in the authors' F.normalize). Returns the [c, N, N] cosines,
+    the [c, N, N] factors ``1 / (2 d_ij d_kj)`` (0 where a distance is zero) and the
+    [c, N] inverse distances to the vertex ``1 / d_ij`` (0 where the distance is zero).
+    """
+    to_vertex = squared[:, start:stop].T.contiguous()  # [c, N]: to_vertex[j, i] = d_ij^2
+    inverse_length = torch.where(to_vertex > 0, to_vertex.rsqrt(), torch.zeros_like(to_vertex))
+    half_inverse_product = (0.5 * inverse_length).unsqueeze(2) * inverse_length.unsqueeze(1)
+    cosines = to_vertex.unsqueeze(2) + to_vertex.unsqueeze(1)
+    cosines.sub_(squared).mul_(half_inverse_product)
+    return cosines, half_inverse_product, inverse_length
+
+
+def _vertex_chunks(n: int, device: torch.device):
+    budget = ANGLE_CHUNK_ELEMENTS_CUDA if device.type == "cuda" else ANGLE_CHUNK_ELEMENTS
+    step = max(1, min(n, budget // (n * n)))
+    for start in range(0, n, step):
+        yield start, min(n, start + step)
+
+
+class _AngleLossFromSquaredDistances(torch.autograd.Function):
+    """Eq. 10 (smooth-L1 mean over all N^3 triples) from two N x N squared-distance matrices.
+
+    The backward recomputes the cosines chunk by chunk instead of saving N^3 values.
+    With c the student cosine at vertex j, a_i = d_ij^2, b_ik = d_ik^2 and
+    g = smooth_l1'(c_s - c_t) / N^3:
+        dc/db_ik = -1 / (2 d_ij d_kj),   dc/da_i = 1 / (2 d_ij d_kj) - c / (2 a_i),
+    and since c and g are symmetric in (i, k),
+        dL/da_i = sum_k [g / (d_ij d_kj) - g c / a_i],   dL/db_ik = -sum_j g / (2 d_ij d_kj).
+    Entries with a zero distance carry cosine 0 and receive no gradient. The sums run
+    as matrix products (BLAS) rather than tensor reductions, which are slow on CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, student_squared: Tensor, teacher_squared: Tensor) -> Tensor:
+        n = student_squared.shape[0]
+        total = student_squared.new_zeros(())
+        for start, stop in _vertex_chunks(n, student_squared.device):
+            student_cos = _vertex_cosines(student_squared, start, stop)[0]
+            teacher_cos = _vertex_cosines(teacher_squared, start, stop)[0]
+            total += F.smooth_l1_loss(student_cos, teacher_cos, reduction="sum", beta=1.0)
+        ctx.save_for_backward(student_squared, teacher_squared)
+        return total / n**3
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: Tensor):
+        student_squared, teacher_squared = ctx.saved_tensors
+        n = student_squared.shape[0]
+        grad = torch.zeros_like(student_squared)
+        for start, stop in _vertex_chunks(n, student_squared.device):
+            c = stop - start
+            student_cos, half_inverse_product, inverse_length = _vertex_cosines(student_squared, start, stop)
+            teacher_cos = _vertex_cosines(teacher_squared, start, stop)[0]
+            # smooth-L1 derivative (beta 1), written over the teacher block to save memory
+            g = torch.sub(student_cos, teacher_cos, out=teacher_cos).clamp_(-1.0, 1.0)
+            # sum_k g_ik c_ik, as a batch of dot products
+            g_dot_cos = torch.bmm(g.view(c * n, 1, n), student_cos.view(c * n, n, 1)).view(c, n)
+            # sum_k g_ik / (d_ij d_kj) = (1 / d_ij) * (g @ (1 / d_.j))_i
+            g_over_lengths = torch.bmm(g, inverse_length.unsqueeze(2)).squeeze(2) * inverse_length
+            grad_to_vertex = g_over_lengths - g_dot_cos * inverse_length.pow(2)  # [c, N]
+            grad[:, start:stop] += grad_to_vertex.T
+            # sum over the vertices of g_ik / (2 d_ij d_kj)
+            weighted = g.mul_(half_inverse_product).view(c, n * n)
+            grad -= (weighted.new_ones(1, c) @ weighted).view(n, n)
+        return grad * (grad_output / n**3), None
+
+
+def rkd_angle(student: Tensor, teacher: Tensor) -> Tensor:
+    """Angle-wise RKD loss, eq. 10 with the potential of eq. 9 and Huber loss eq. 8.
+
+    ``L = mean_{i,j,k} smooth_l1(cos<s_i s_j s_k>, cos<t_i t_j t_k>)`` over all N^3
+    triples, the angle taken at the vertex j: ``cos = <e_ij, e_kj>`` with
+    ``e_ij = (x_i - x_j) / ||x_i - x_j||``. A zero difference (i == j, or duplicate rows,
+    or rows closer than 1e-6 of their centred norms) has the zero vector as its unit
+    vector: its triples contribute cosine 0 and pass no gradient, so gradients stay
+    bounded on duplicate rows (the authors' form sends ~1e8 through F.normalize of a
+    near-zero difference).
+
+    Exact, with no N x N x D tensor and no O(N^3 D) product: the cosine is computed from
+    pairwise distances by the law of cosines,
+    ``cos = (d_ij^2 + d_kj^2 - d_ik^2) / (2 d_ij d_kj)``
+    (equal to ``(G_ik - G_ij - G_jk + G_jj) / (d_ij d_kj)`` for the Gram matrix G), chunked
+    over the vertex j (memory O(chunk * N^2)), with an analytic backward; the only
+    D-dependent work is one Gram matrix per input (float64, see
+    :func:`pairwise_squared_distances`).
+
+    Args:
+        student: [N, D_s] student embeddings.
+        teacher: [N, D_t] teacher embeddings; detached here.
+
+    Returns:
+        A scalar in the student's dtype.
+
+    Raises:
+        ValueError: N < 3, different N, or non-2-D inputs.
+    """
+    _check_relational_inputs(student, teacher, minimum=3, loss_name="rkd_angle")
+    work_dtype = torch.promote_types(torch.promote_types(student.dtype, teacher.dtype), torch.float32)
+    with torch.no_grad():
+        teacher_squared = pairwise_squared_distances(teacher.detach()).to(work_dtype)
+    student_squared = pairwise_squared_distances(student).to(work_dtype)
+    loss = _AngleLossFromSquaredDistances.apply(student_squared, teacher_squared)
+    return loss.to(student.dtype)
+
+
+class RKDLoss(nn.Module):
+    """RKD-DA: ``lambda_d * rkd_distance + lambda_a * rkd_angle`` (eq. 11's KD part).
+
+    The defaults (1, 2) are the metric-learning weights of section 4.1.
+    """
+
+    def __init__(self, lambda_d: float = 1.0, lambda_a: float = 2.0):
+        super().__init__()
+        self.lambda_d = float(lambda_d)
+        self.lambda_a = float(lambda_a)
+
+    def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
+        loss = student.new_zeros(())
+        if self.lambda_d:
+            loss = loss + self.lambda_d * rkd_distance(student, teacher)
+        if self.lambda_a:
+            loss = loss + self.lambda_a * rkd_angle(student, teacher)
+        return loss
+
+    def extra_repr(self) -> str:
+        return f"lambda_d={self.lambda_d}, lambda_a={self.lambda_a}"
+
+
+class RRDLoss(nn.Module):
+    """Relational Representation Distillation (Giakoumoglou & Stathaki, 2024).
+
+    Student and teacher embeddings are projected to ``feat_dim`` by ``embed_s`` /
+    ``embed_t`` (Linear) and L2-normalised. Against a FIFO queue of past (projected,
+    normalised) teacher embeddings Q, the teacher distribution is
+    ``p_t = softmax(z_t Q^T / tau_t)`` and the student's ``p_s = softmax(z_s Q^T / tau_s)``
+    (tau_s < tau_t: the student's is sharper). The loss is the cross-entropy
+    ``-sum_q p_t log p_s`` with p_t detached, averaged over the batch. After the loss is
+    computed, and only in training mode, the batch's teacher embeddings replace the
+    oldest queue rows (wrapping around; any batch size, a batch larger than the queue
+    keeps its last ``queue_size`` rows).
+
+    Buffers: ``queue`` [queue_size, feat_dim] (random unit rows at init, drawn from the
+    global torch RNG) and ``queue_ptr`` (long scalar, next row to overwrite); both are in
+    the state_dict.
+    """
+
+    def __init__(
+        self,
+        student_dim: int,
+        teacher_dim: int,
+        feat_dim: int = 128,
+        queue_size: int = 16384,
+        tau_s: float = 0.04,
+        tau_t: float = 0.10,
+    ):
+        super().__init__()
+        for name, value in (("student_dim", student_dim), ("teacher_dim", teacher_dim),
+                            ("feat_dim", feat_dim), ("queue_size", queue_size)):
+            if int(value) < 1:
+                raise ValueError(f"RRDLoss: {name} must be a positive integer, got {value}")
+        if tau_s <= 0 or tau_t <= 0:
+            raise ValueError(f"RRDLoss: temperatures must be positive, got tau_s={tau_s}, tau_t={tau_t}")
+        self.tau_s = float(tau_s)
+        self.tau_t = float(tau_t)
+        self.embed_s = nn.Linear(student_dim, feat_dim)
+        self.embed_t = nn.Linear(teacher_dim, feat_dim)
+        self.register_buffer("queue", F.normalize(torch.randn(queue_size, feat_dim), dim=1))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    @property
+    def queue_size(self) -> int:
+        return self.queue.shape[0]
+
+    @torch.no_grad()
+    def enqueue(self, keys: Tensor) -> None:
+        """Write ``keys`` [B, feat_dim] over the oldest queue rows, wrapping around."""
+        size = self.queue_size
+        start = int(self.queue_ptr)
+        batch = keys.shape[0]
+        # Key b goes to row (start + b) % size; when the batch is longer than the queue
+        # only its last `size` keys survive, so only those are written.
+        first_kept = max(0, batch - size)
+        rows = (torch.arange(first_kept, batch, device=self.queue.device) + start) % size
+        self.queue[rows] = keys[first_kept:].to(self.queue.dtype)
+        self.queue_ptr.fill_((start + batch) % size)
+
+    def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
+        if student.dim() != 2 or teacher.dim() != 2:
+            raise ValueError(
+                f"RRDLoss expects [N, D] embeddings, got student {tuple(student.shape)} and "
+                f"teacher {tuple(teacher.shape)}"
+            )
+        if student.shape[0] != teacher.shape[0]:
+            raise ValueError(
+                f"RRDLoss: student and teacher batch sizes differ ({student.shape[0]} vs {teacher.shape[0]})"
+            )
+        student_keys = F.normalize(self.embed_s(student), dim=1)
+        with torch.no_grad():
+            teacher_keys = F.normalize(self.embed_t(teacher.detach()), dim=1)
+            anchors = self.queue.clone()  # the enqueue below must not alter what was used
+            teacher_probs = F.softmax(teacher_keys @ anchors.T / self.tau_t, dim=1)
+        student_log_probs = F.log_softmax(student_keys @ anchors.T / self.tau_s, dim=1)
+        loss = -(teacher_probs * student_log_probs).sum(dim=1).mean()
+        if self.training:
+            self.enqueue(teacher_keys)
+        return loss
+
+    def extra_repr(self) -> str:
+        return f"queue_size={self.queue_size}, tau_s={self.tau_s}, tau_t={self.tau_t}"
