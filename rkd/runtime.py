@@ -104,10 +104,13 @@ def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        # quote torch's line naming the object, not its first line, which suggests
+        # weights_only=False: the very thing this refusal is about
+        culprit = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), "")
         raise UnsafeCheckpointError(
             f"refusing to load {path}: it holds pickled objects other than tensors and plain "
             f"containers, which could run arbitrary code. Only load checkpoints written by rkd "
-            f"(or re-save yours as a plain state_dict). Loader said: {str(err).splitlines()[0]}"
+            f"(or re-save yours as a plain state_dict)." + (f" Loader said: {culprit}" if culprit else "")
         ) from None
     except (RuntimeError, EOFError) as err:
         raise RuntimeError(

@@ -111,7 +111,10 @@ def read_image(path: Path, mode: str) -> Image.Image:
         with Image.open(path) as image:
             return image.convert(mode)
     except (OSError, ValueError, SyntaxError) as error:  # PIL raises all three for bad files
-        raise ImageReadError(f"cannot read image {str(path)!r}: {error}") from error
+        raise ImageReadError(
+            f"cannot read image {str(path)!r}: {error}. The file is missing, corrupt or truncated: extract it "
+            f"again from the dataset's archive (the dataset's .verify() lists every unreadable file)"
+        ) from error
 
 
 class ImageListDataset(Dataset):

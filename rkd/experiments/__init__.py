@@ -7,12 +7,13 @@ of being silently ignored.
 from __future__ import annotations
 
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["notebook_parameters", "ParameterError"]
+__all__ = ["notebook_parameters", "ParameterError", "summarize_claims"]
 
 # names IPython itself puts in a kernel's namespace
 _KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
@@ -81,3 +82,24 @@ def _is_instance(value: Any, cls: type) -> bool:
 
 def _describe(expected: Any) -> str:
     return getattr(expected, "__name__", None) or str(expected).replace("typing.", "")
+
+
+def summarize_claims(claims) -> str:
+    """A Markdown list saying, for each claim and each of *our* datasets, whether it
+    held: fully ("4/4"), partly ("2/4") or not at all ("0/4").
+
+    ``claims`` is a claims table as the table modules return it: one row per claim,
+    columns ``(source, dataset)`` holding "held/total" strings.
+    """
+    lines = []
+    for claim, row in claims.iterrows():
+        verdicts = []
+        for (source, dataset), value in row.items():
+            if source != "ours" or not isinstance(value, str) or not re.fullmatch(r"\d+/\d+", value):
+                continue  # "n/a": the claim could not be checked on this dataset
+            held, total = (int(v) for v in value.split("/"))
+            word = "holds" if held == total else ("does not hold" if held == 0 else "holds only partly")
+            verdicts.append(f"{word} on {dataset} ({value})")
+        if verdicts:
+            lines.append(f"- *{claim}*: " + "; ".join(verdicts) + ".")
+    return "\n".join(lines) if lines else "No claim could be checked on our numbers."

@@ -7,9 +7,11 @@ everything here is the *how*, written once.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -19,6 +21,7 @@ from ..distill import Distiller
 from ..losses.terms import TermContext
 from ..methods import get_method
 from ..metrics import recall_at_k
+from ..runtime import seed_everything
 from ..train import TrainConfig, fit
 
 __all__ = [
@@ -42,6 +45,13 @@ class DataSpec:
     test_transform: str | None = None
     # ci scale only: evaluate on the first n images of each test class, to keep minutes
     max_test_per_class: int | None = None
+    # where the dataset lives below ``data_root`` when its archive has no top folder of
+    # its own (Cars196); None: the reader finds it in ``data_root`` itself
+    subdir: str | None = None
+    # Recall@K list of this dataset when it differs from the preset's (SOP: 1, 10, 100, 1000)
+    ks: tuple[int, ...] | None = None
+    # MPerClassSampler policy for classes with fewer than m images (SOP has many of 2-4)
+    small_classes: str = "error"
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,7 @@ class MetricPreset:
     student_train: TrainConfig
     batch_size: int
     m_per_class: int
+    batches_per_epoch: int | None = None
     eval_batch_size: int = 256
     threads: int | None = None
     ks: tuple[int, ...] = (1, 2, 4, 8)
@@ -78,7 +89,10 @@ def load_split(spec: DataSpec, data_root: str | None, split: str, train: bool) -
     """The ``split`` of ``spec``; with ``train`` the training transform, else the test one."""
     transform_name = spec.train_transform if train else spec.test_transform
     transform = rkd_data.get_transform(transform_name, train=train) if transform_name else None
-    dataset = rkd_data.get_dataset(spec.name, data_root, split, transform=transform, **dict(spec.options))
+    root = data_root
+    if spec.subdir is not None and data_root is not None:
+        root = str(Path(data_root) / spec.subdir)
+    dataset = rkd_data.get_dataset(spec.name, root, split, transform=transform, **dict(spec.options))
     if not train and spec.max_test_per_class is not None:
         dataset = first_per_class(dataset, spec.max_test_per_class)
     return dataset
@@ -130,22 +144,23 @@ def train_embedding_model(
     desc: str,
     progress: bool,
     checkpoint_path=None,
+    small_classes: str = "error",
 ) -> dict[str, float]:
     """Train ``student`` with ``method`` (against ``teacher`` if any) and return Recall@K on ``test_set``.
 
     The model reported is the one after the last step: no model selection on the test set.
+    ``small_classes`` is the batch sampler's policy for classes with fewer than
+    ``preset.m_per_class`` images (see :class:`rkd.data.MPerClassSampler`).
     """
     method_spec = get_method(method, task="metric")
-    context = TermContext(
-        student_dim=student.embedding_dim,
-        teacher_dim=teacher.embedding_dim if teacher is not None else None,
-        student_tap_channels=dict(student.tap_channels),
-        teacher_tap_channels=dict(teacher.tap_channels) if teacher is not None else {},
-        num_classes=None,
-    )
-    distiller = Distiller(student, teacher, method_spec, context)
+    distiller = Distiller(student, teacher, method_spec, TermContext.from_models(student, teacher))
     sampler = rkd_data.MPerClassSampler(
-        train_set.targets, m=preset.m_per_class, batch_size=preset.batch_size, seed=seed
+        train_set.targets,
+        m=preset.m_per_class,
+        batch_size=preset.batch_size,
+        batches_per_epoch=preset.batches_per_epoch,
+        seed=seed,
+        small_classes=small_classes,
     )
 
     def evaluate() -> dict[str, float]:
@@ -196,3 +211,178 @@ def describe(preset: MetricPreset, device: torch.device | str, *, what: str) -> 
             "*orderings* between methods with the paper, not values."
         )
     return "\n\n".join(lines)
+
+
+DRY_RUN_STEPS = 2
+DRY_RUN_CLASSES_PER_BATCH = 2
+
+
+def dry_run_preset(preset: MetricPreset) -> MetricPreset:
+    """``preset`` cut down to a CPU smoke test of the full pipeline: the same data,
+    models, image sizes, losses and batch composition (``m_per_class``), but
+    :data:`DRY_RUN_STEPS` steps per model, batches of two classes, the first embedding
+    size only and no pretrained weights (a dry run must not need the network)."""
+
+    def short(config: TrainConfig) -> TrainConfig:
+        return replace(config, steps=DRY_RUN_STEPS, milestones=(), checkpoint_every=0)
+
+    def offline(spec: ModelSpec) -> ModelSpec:
+        return replace(spec, options=tuple((k, False if k == "pretrained" else v) for k, v in spec.options))
+
+    return replace(
+        preset,
+        teacher=offline(preset.teacher),
+        student=offline(preset.student),
+        embedding_dims=preset.embedding_dims[:1],
+        teacher_train=short(preset.teacher_train),
+        student_train=short(preset.student_train),
+        batch_size=DRY_RUN_CLASSES_PER_BATCH * preset.m_per_class,
+        batches_per_epoch=None,
+        eval_batch_size=min(preset.eval_batch_size, 32),
+        threads=preset.threads,
+    )
+
+
+def plan(preset: MetricPreset, student_runs: int, *, title: str) -> str:
+    """What a full run of ``preset`` does, in words and step counts."""
+    per_dataset = preset.teacher_train.steps + student_runs * preset.student_train.steps
+    return (
+        f"{title} at scale={preset.scale!r}: for each of {len(preset.datasets)} dataset(s) "
+        f"({', '.join(d.display for d in preset.datasets)}): a `{preset.teacher.name}` teacher "
+        f"(embedding {preset.teacher_dim}) for {preset.teacher_train.steps} steps, then {student_runs} "
+        f"`{preset.student.name}` student runs of {preset.student_train.steps} steps; "
+        f"{per_dataset * len(preset.datasets):,} optimiser steps in all, batches of "
+        f"{preset.batch_size // preset.m_per_class} classes x {preset.m_per_class} images. "
+        f"Output: one row per model with Recall@{','.join(map(str, preset.ks))}."
+    )
+
+
+# ----------------------------------------------------------- helpers of Tables 2-3 and Figures 3-4
+
+
+def preset_for_dataset(preset: MetricPreset, spec: DataSpec) -> MetricPreset:
+    """``preset`` with the Recall@K list of ``spec`` when the dataset has its own (SOP)."""
+    return preset if spec.ks is None else replace(preset, ks=tuple(spec.ks))
+
+
+def feasible_ks(ks: tuple[int, ...], num_items: int) -> tuple[int, ...]:
+    """The Ks of ``ks`` that a test set of ``num_items`` images can answer (K <= N - 1).
+
+    Only dry runs need it: their generated trees hold a few images, fewer than
+    SOP's K = 1000. A real run keeps every K and fails loudly if one is too large.
+    """
+    kept = tuple(k for k in ks if k <= num_items - 1)
+    if not kept:
+        raise ValueError(f"a test set of {num_items} images answers no K of {ks}; generate a larger tree")
+    return kept
+
+
+def train_triplet_teacher(
+    preset: MetricPreset,
+    *,
+    train_set: Dataset,
+    test_set: Dataset,
+    device: torch.device,
+    seed: int,
+    progress: bool,
+    desc: str,
+    small_classes: str = "error",
+) -> tuple[torch.nn.Module, dict[str, float]]:
+    """Build ``preset.teacher`` (``preset.teacher_dim``, L2-normalised) from ``seed``,
+    train it with triplet loss for ``preset.teacher_train`` and return it frozen (eval
+    mode, no gradients) with its Recall@K on ``test_set``."""
+    seed_everything(seed)
+    teacher = preset.teacher.build(embedding_dim=preset.teacher_dim, normalize=True)
+    metrics = train_embedding_model(
+        preset,
+        student=teacher,
+        teacher=None,
+        method="Triplet",
+        train_config=preset.teacher_train,
+        train_set=train_set,
+        test_set=test_set,
+        device=device,
+        seed=seed,
+        desc=desc,
+        progress=progress,
+        small_classes=small_classes,
+    )
+    teacher.eval().requires_grad_(False)
+    return teacher, metrics
+
+
+@torch.no_grad()
+def nearest_neighbours(
+    embeddings: torch.Tensor, k: int, queries: torch.Tensor | None = None, chunk_size: int = 1024
+) -> torch.Tensor:
+    """Indices ``[Q, k]`` of the ``k`` nearest neighbours (Euclidean) of each query among
+    all ``embeddings``, the query itself excluded, nearest first: the ranking Recall@K
+    scores (:func:`rkd.metrics.recall_at_k`). ``queries``: indices into ``embeddings``
+    (all of them when None). Ties are broken by ``torch.topk``, deterministically."""
+    x = embeddings.float()
+    n = x.shape[0]
+    if not 1 <= k <= n - 1:
+        raise ValueError(f"k must be between 1 and {n - 1} (the other embeddings), got {k}")
+    queries = torch.arange(n) if queries is None else torch.as_tensor(queries, dtype=torch.long)
+    sq_norms = (x * x).sum(dim=1)
+    found = []
+    for start in range(0, len(queries), chunk_size):
+        chunk = queries[start:start + chunk_size]
+        d = sq_norms[chunk, None] - 2.0 * (x[chunk] @ x.T) + sq_norms[None, :]
+        d[torch.arange(len(chunk)), chunk] = float("inf")
+        found.append(torch.topk(d, k, dim=1, largest=False, sorted=True).indices)
+    return torch.cat(found) if found else torch.empty(0, k, dtype=torch.long)
+
+
+#: key of ``MetricPreset.extra``: dataset name -> the students' TrainConfig when it
+#: differs from ``student_train`` (the authors' code trains SOP students 120 epochs, not 80)
+STUDENT_TRAIN_BY_DATASET = "student_train_by_dataset"
+
+
+def student_train_for(preset: MetricPreset, spec: DataSpec) -> TrainConfig:
+    """The students' schedule on ``spec``: its own entry in ``preset.extra`` if any."""
+    return dict(preset.extra.get(STUDENT_TRAIN_BY_DATASET, {})).get(spec.name, preset.student_train)
+
+
+def without_pretrained(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with ``pretrained=False``: a dry run must not download weights."""
+    return replace(spec, options=tuple((k, False if k == "pretrained" else v) for k, v in spec.options))
+
+
+def dry_run_preset_all_datasets(preset: MetricPreset) -> MetricPreset:
+    """:func:`dry_run_preset`, also for the per-dataset student schedules (every model of
+    a dry run trains :data:`DRY_RUN_STEPS` steps, whatever its dataset)."""
+    short = dry_run_preset(preset)
+    extra = dict(short.extra)
+    extra.pop(STUDENT_TRAIN_BY_DATASET, None)
+    return replace(short, extra=extra)
+
+
+# The datasets of the metric-learning experiments, shared by Tables 2-3 and Figures 3-4.
+# ci: the offline stand-ins (class-disjoint halves); Fashion-MNIST is evaluated on the
+# first 400 images of each test class to keep minutes.
+FASHION_MNIST_RETRIEVAL = DataSpec(
+    "fashion_mnist", "Fashion-MNIST", options=(("protocol", "retrieval"),), max_test_per_class=400
+)
+DIGITS_RETRIEVAL = DataSpec("digits", "digits (scikit-learn)", options=(("protocol", "retrieval"),))
+# paper: the official releases below ``data_root`` (see rkd.data.retrieval for the layouts)
+CUB200_RETRIEVAL = DataSpec("cub200", "CUB-200-2011", train_transform="metric", test_transform="metric")
+CARS196_RETRIEVAL = DataSpec("cars196", "Cars196", train_transform="metric", test_transform="metric", subdir="cars196")
+SOP_RETRIEVAL = DataSpec(
+    "sop",
+    "SOP",
+    train_transform="metric",
+    test_transform="metric",
+    ks=(1, 10, 100, 1000),
+    # most SOP classes hold 2-4 images: take them all and fill the batch with more
+    # classes, as the authors' sampler does
+    small_classes="take_all",
+)
+
+
+def tidy(rows: list[dict]) -> pd.DataFrame:
+    """Rows as a DataFrame with ``scale`` and ``seed`` last, after every Recall@K column,
+    also when datasets measure different Ks (SOP's appear only on its rows)."""
+    frame = pd.DataFrame(rows)
+    last = [c for c in ("scale", "seed") if c in frame.columns]
+    return frame[[c for c in frame.columns if c not in last] + last]

@@ -87,7 +87,8 @@ class DistanceWeightedSampler(nn.Module):
                 "use a class-balanced batch sampler (e.g. 5 images per class)"
             )
         if not negative[anchor_idx].any(dim=1).all():
-            raise ValueError("triplet sampling needs at least 2 classes in the batch")
+            raise ValueError("triplet sampling needs at least 2 classes in the batch; use a class-balanced "
+                             "batch sampler with 2 or more classes per batch (e.g. MPerClassSampler)")
         weights = self.negative_weights(embeddings, labels)[anchor_idx]
         negative_idx = torch.multinomial(weights.float(), 1, generator=self.generator).squeeze(1)
         return anchor_idx, positive_idx, negative_idx.to(anchor_idx.device)
@@ -159,7 +160,8 @@ class DarkRankLoss(nn.Module):
         n = student.shape[0]
         k = n - 1 if self.k is None else self.k
         if n < k + 1:
-            raise ValueError(f"DarkRankLoss with k={k} needs at least {k + 1} examples in the batch, got N={n}")
+            raise ValueError(f"DarkRankLoss with k={k} needs at least {k + 1} examples in the batch, got N={n}; "
+                             f"use a larger batch or a smaller k")
         self_mask = torch.eye(n, dtype=torch.bool, device=student.device)
         with torch.no_grad():
             teacher_scores = self._scores(teacher.detach()).masked_fill(self_mask, -math.inf)

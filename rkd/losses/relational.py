@@ -55,7 +55,8 @@ def _check_relational_inputs(student: Tensor, teacher: Tensor, minimum: int, los
         )
     if student.shape[0] < minimum:
         raise ValueError(
-            f"{loss_name} needs at least {minimum} examples in the batch, got N={student.shape[0]}"
+            f"{loss_name} needs at least {minimum} examples in the batch, got N={student.shape[0]}; "
+            f"use a larger batch (batch_size of the batch sampler, or drop_last=True for the last one)"
         )
 
 
