@@ -309,7 +309,8 @@ def test_omniglot_accepts_torchvision_parent(tmp_path):
 # ---------------------------------------------------------------- transforms
 
 TRANSFORM_SHAPES = {"metric": (3, 224, 224), "metric_caffe": (3, 224, 224), "cifar": (3, 32, 32),
-                    "tiny_imagenet": (3, 64, 64), "omniglot": (1, 28, 28), "mini_imagenet": (3, 84, 84)}
+                    "tiny_imagenet": (3, 64, 64), "omniglot": (1, 28, 28), "mini_imagenet": (3, 84, 84),
+                    "upscale_28": (3, 28, 28)}
 
 
 def test_every_transform_is_tested():
@@ -353,3 +354,11 @@ def test_get_transform_errors():
         get_transform("imagenet", True)
     with pytest.raises(TypeError, match="train must be a bool"):
         get_transform("metric", "train")
+
+
+def test_upscale_28_keeps_a_digits_tensor_in_range():
+    digits = get_dataset("digits", None, "train")
+    image, _ = digits[0]
+    out = get_transform("upscale_28", False)(image)
+    assert tuple(out.shape) == (1, 28, 28) and out.dtype == torch.float32
+    assert 0.0 <= out.min() and out.max() <= 1.0 + 1e-6

@@ -1,7 +1,7 @@
-"""Batch samplers: FaceNet-style P x m batches for metric learning and N-way K-shot
-episodes for few-shot learning.
+"""Batch samplers: FaceNet-style P x m batches for metric learning, N-way K-shot
+episodes for few-shot learning and plain shuffled batches for classification.
 
-Both are batch samplers (``DataLoader(dataset, batch_sampler=sampler)``) whose batches
+All are batch samplers (``DataLoader(dataset, batch_sampler=sampler)``) whose batches
 depend only on ``(seed, epoch)``: epoch ``e`` draws from
 ``numpy.random.default_rng([seed, e])``. A full pass advances the epoch by one;
 :meth:`set_epoch` sets it. :meth:`state_dict` / :meth:`load_state_dict` carry
@@ -23,7 +23,7 @@ from torch.utils.data import Sampler
 
 from rkd.registry import Registry
 
-__all__ = ["MPerClassSampler", "EpisodeSampler", "split_episode", "episode_targets"]
+__all__ = ["MPerClassSampler", "EpisodeSampler", "RandomBatchSampler", "split_episode", "episode_targets"]
 
 
 def _labels_to_numpy(labels) -> np.ndarray:
@@ -218,6 +218,43 @@ class EpisodeSampler(_SeededBatchSampler):
         for position in rng.choice(len(self._members), size=self.n_way, replace=False):
             episode += rng.choice(self._members[position], size=self.k_shot + self.n_query, replace=False).tolist()
         return episode
+
+
+class RandomBatchSampler(_SeededBatchSampler):
+    """Shuffled batches over ``num_items`` indices, as ``DataLoader(shuffle=True)`` gives,
+    but seeded per epoch so a resumed run draws the same batches.
+
+    Epoch ``e`` is the permutation ``numpy.random.default_rng([seed, e]).permutation(num_items)``
+    cut into consecutive batches of ``batch_size``. With ``drop_last`` (default) the
+    last ``num_items % batch_size`` indices of the permutation are left out of that
+    epoch, so every batch has ``batch_size`` items (BatchNorm and the relational losses
+    see batches of one size); without it they form a last, smaller batch.
+    """
+
+    def __init__(self, num_items: int, batch_size: int, seed: int = 0, drop_last: bool = True):
+        super().__init__(seed)
+        self.num_items = _positive_int("num_items", num_items)
+        self.batch_size = _positive_int("batch_size", batch_size)
+        if not isinstance(drop_last, bool):
+            raise TypeError(f"drop_last must be a bool, got {type(drop_last).__name__}: {drop_last!r}")
+        self.drop_last = drop_last
+        if drop_last and self.num_items < self.batch_size:
+            raise ValueError(f"num_items={num_items} is smaller than batch_size={batch_size}: with "
+                             "drop_last=True an epoch would hold no batch; lower batch_size or pass drop_last=False")
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.num_items, self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        # one permutation per epoch rather than one draw per batch (the base class's
+        # _draw), so the epoch covers every index once
+        epoch, start = self.epoch, self.position
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.num_items)
+        for batch_index in range(start, len(self)):
+            self.position = batch_index + 1
+            yield order[batch_index * self.batch_size:(batch_index + 1) * self.batch_size].tolist()
+        self.epoch, self.position = epoch + 1, 0
 
 
 def split_episode(batch: torch.Tensor, layout: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -106,12 +106,19 @@ def mini_imagenet() -> v2.Compose:
     return v2.Compose([v2.Resize((84, 84)), *_to_float(), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
+def upscale_28() -> v2.Compose:
+    """8x8 digits to 28x28 (bilinear), so the small CNNs' feature maps of blocks 2-4 keep
+    a spatial extent (at 8x8 the last blocks are 1x1, where attention maps are constant)."""
+    return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Resize((28, 28), antialias=True)])
+
+
 TRANSFORMS.register("metric", (metric_train, metric_test))
 TRANSFORMS.register("metric_caffe", (metric_caffe_train, metric_caffe_test))
 TRANSFORMS.register("cifar", (cifar_train, cifar_test))
 TRANSFORMS.register("tiny_imagenet", (tiny_imagenet_train, tiny_imagenet_test))
 TRANSFORMS.register("omniglot", (omniglot, omniglot))
 TRANSFORMS.register("mini_imagenet", (mini_imagenet, mini_imagenet))
+TRANSFORMS.register("upscale_28", (upscale_28, upscale_28))
 
 
 def get_transform(name: str, train: bool) -> Callable:

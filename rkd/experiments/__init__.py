@@ -84,9 +84,10 @@ def _describe(expected: Any) -> str:
     return getattr(expected, "__name__", None) or str(expected).replace("typing.", "")
 
 
-def summarize_claims(claims) -> str:
+def summarize_claims(claims, scale: str | None = None) -> str:
     """A Markdown list saying, for each claim and each of *our* datasets, whether it
-    held: fully ("4/4"), partly ("2/4") or not at all ("0/4").
+    held: fully ("4/4"), partly ("2/4") or not at all ("0/4"); with ``scale``, under a
+    line naming the scale the numbers come from.
 
     ``claims`` is a claims table as the table modules return it: one row per claim,
     columns ``(source, dataset)`` holding "held/total" strings.
@@ -102,4 +103,5 @@ def summarize_claims(claims) -> str:
             verdicts.append(f"{word} on {dataset} ({value})")
         if verdicts:
             lines.append(f"- *{claim}*: " + "; ".join(verdicts) + ".")
-    return "\n".join(lines) if lines else "No claim could be checked on our numbers."
+    body = "\n".join(lines) if lines else "No claim could be checked on our numbers."
+    return body if scale is None else f"On our numbers at `scale={scale!r}`:\n\n{body}"
