@@ -39,7 +39,7 @@ def test_table4_tiny_imagenet_dry_run(tmp_path, capsys):
 
 
 def test_table5_omniglot_dry_run(tmp_path, capsys):
-    make_omniglot_tree(tmp_path, images_per_character=6)  # 5-shot + 1 query per class
+    make_omniglot_tree(tmp_path / "omniglot", images_per_character=6)  # 5-shot + 1 query per class
     results = table5.run(scale="paper", data_root=str(tmp_path), progress=False, dry_run=True)
     plan = capsys.readouterr().out
     assert "60-way 1-shot episodes with 5 queries" in plan and "60-way 5-shot" in plan
@@ -50,7 +50,7 @@ def test_table5_omniglot_dry_run(tmp_path, capsys):
 
 
 def test_table6_mini_imagenet_dry_run(tmp_path, capsys):
-    make_mini_imagenet_tree(tmp_path, classes_per_split=(3, 2, 2), images_per_class=6)
+    make_mini_imagenet_tree(tmp_path / "mini_imagenet", classes_per_split=(3, 2, 2), images_per_class=6)
     results = table6.run(scale="paper", data_root=str(tmp_path), progress=False, dry_run=True)
     plan = capsys.readouterr().out
     assert "30-way 1-shot episodes with 15 queries" in plan and "20-way 5-shot episodes" in plan

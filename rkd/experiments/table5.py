@@ -49,7 +49,7 @@ PRESETS: dict[str, FewShotPreset] = {
     ),
     "paper": FewShotPreset(
         scale="paper",
-        data=DataSpec("omniglot", "Omniglot", train_transform="omniglot", test_transform="omniglot"),
+        data=DataSpec("omniglot", "Omniglot", train_transform="omniglot", test_transform="omniglot", subdir="omniglot"),
         model=ModelSpec("conv4", (("in_channels", 1), ("input_size", 28), ("hidden_channels", 64), ("taps", TAPS))),
         train=TrainConfig(steps=PAPER_EPISODES, optimizer="adam", lr=1e-3,
                           milestones=tuple(range(2000, PAPER_EPISODES, 2000)), gamma=0.5),

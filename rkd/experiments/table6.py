@@ -61,7 +61,10 @@ PRESETS: dict[str, FewShotPreset] = {
     ),
     "paper": FewShotPreset(
         scale="paper",
-        data=DataSpec("mini_imagenet", "miniImageNet", train_transform="mini_imagenet", test_transform="mini_imagenet"),
+        data=DataSpec(
+            "mini_imagenet", "miniImageNet", train_transform="mini_imagenet", test_transform="mini_imagenet",
+            subdir="mini_imagenet",
+        ),
         model=ModelSpec("conv4", (("in_channels", 3), ("input_size", 84), ("hidden_channels", 64), ("taps", TAPS))),
         train=TrainConfig(steps=PAPER_EPISODES, optimizer="adam", lr=1e-3,
                           milestones=tuple(range(2000, PAPER_EPISODES, 2000)), gamma=0.5),
