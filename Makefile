@@ -13,6 +13,9 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 # loaded machine fast: OpenMP threads that wait on each other slow down 20x under contention)
 export OMP_NUM_THREADS := 1
 export PYTHONHASHSEED := 0
+# few progress-bar updates: a notebook kernel that floods its output channel with
+# thousands of bar redraws can drop messages, which fails nbval at random
+export TQDM_MININTERVAL := 10
 
 .PHONY: book test install data notebooks unit nbval clean
 
