@@ -24,38 +24,12 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rkd.losses.reference import authors_rkd_angle, authors_rkd_distance  # noqa: E402
 from rkd.losses.relational import rkd_angle, rkd_distance  # noqa: E402
 
 # ---------------------------------------------------------------- the authors' form (baseline)
 
 
-def authors_pdist(e, eps=1e-12):
-    squared_norms = e.pow(2).sum(dim=1)
-    res = (squared_norms.unsqueeze(1) + squared_norms.unsqueeze(0) - 2 * e @ e.t()).clamp(min=eps).sqrt()
-    res = res.clone()
-    res[range(len(e)), range(len(e))] = 0
-    return res
-
-
-def authors_rkd_distance(student, teacher):
-    with torch.no_grad():
-        t_d = authors_pdist(teacher)
-        t_d = t_d / t_d[t_d > 0].mean()
-    d = authors_pdist(student)
-    d = d / d[d > 0].mean()
-    return F.smooth_l1_loss(d, t_d)
-
-
-def authors_rkd_angle(student, teacher):
-    """N x N x D differences, F.normalize, bmm: O(N^2 D) memory, O(N^3 D) time."""
-    with torch.no_grad():
-        td = teacher.unsqueeze(0) - teacher.unsqueeze(1)
-        norm_td = F.normalize(td, p=2, dim=2)
-        t_angle = torch.bmm(norm_td, norm_td.transpose(1, 2)).view(-1)
-    sd = student.unsqueeze(0) - student.unsqueeze(1)
-    norm_sd = F.normalize(sd, p=2, dim=2)
-    s_angle = torch.bmm(norm_sd, norm_sd.transpose(1, 2)).view(-1)
-    return F.smooth_l1_loss(s_angle, t_angle)
 
 
 FORMS = {
