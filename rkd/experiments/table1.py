@@ -25,6 +25,7 @@ from .metric_learning import (
     plan,
     resolve_device,
     train_embedding_model,
+    train_triplet_teacher,
 )
 
 __all__ = ["PRESETS", "METHODS", "run"]
@@ -171,22 +172,15 @@ def run(
                 }
             )
 
-        seed_everything(seed)
-        teacher = preset.teacher.build(embedding_dim=preset.teacher_dim, normalize=True)
-        metrics = train_embedding_model(
+        teacher, metrics = train_triplet_teacher(
             preset,
-            student=teacher,
-            teacher=None,
-            method="Triplet",
-            train_config=preset.teacher_train,
             train_set=train_set,
             test_set=test_set,
             device=dev,
             seed=seed,
-            desc=f"{spec.display} teacher",
             progress=progress,
+            desc=f"{spec.display} teacher",
         )
-        teacher.eval().requires_grad_(False)
         record(preset.teacher.name, preset.teacher_dim, "Triplet (teacher)", True, metrics)
         overall.update(1)
 
