@@ -1,14 +1,34 @@
 # rkd-book: two commands.
-#   make book   install, run every notebook at scale="ci" with papermill, build the book into _build/html
-#   make test   install, unit tests, then nbval over the committed notebooks
-# Everything installs into .venv from the pinned constraints.txt when missing.
+#   make book   install, execute every notebook at scale="ci" with papermill into _build/notebooks/,
+#               build the book from a copy of the sources into _build/html (tracked files untouched)
+#   make test   install, unit tests, nbval over the committed notebooks, build the book from the
+#               committed notebooks (no warnings allowed), then check every page in headless Chromium
+# For maintainers: `make notebooks` copies the executed notebooks over the committed ones.
+# Everything installs into .venv (pinned by constraints.txt) and book/node_modules (MathJax,
+# pinned by book/package-lock.json) when missing.
 
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.rkd-installed
+NPM_STAMP := book/node_modules/.rkd-installed
 FASHION_MNIST ?= /usr/share/datasets/fashion-mnist
+BUILD  := _build
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+EXECUTED  := $(patsubst notebooks/%,$(BUILD)/notebooks/%,$(NOTEBOOKS))
+# an executed notebook is stale when the notebook or any of rkd's sources changed
+RKD_SOURCES := $(shell find rkd -name '*.py' -not -path 'rkd/book/*')
+# the committed notebooks' book, built and checked by `make test`
+CHECKED_BOOK := $(BUILD)/committed/_build/html
+# Debian packages: the glyph datasets render characters from the Noto fonts; the browser
+# test runs Chromium; the CPU-pin test emulates other processors with qemu-user. Installed by
+# `make install` when running as root on Debian.
+SYSTEM_PACKAGES := fonts-noto-core chromium qemu-user
+# unit tests and nbval on this many pytest-xdist workers (0: one process)
+PYTEST_WORKERS ?= 2
+# jupyter-book: warnings are errors (-W), nitpicky references (-n), report them all
+JB_FLAGS := -W -n --keep-going
+
 # one thread and a fixed hash seed keep the ci-scale numbers bit-for-bit repeatable (and a
 # loaded machine fast: OpenMP threads that wait on each other slow down 20x under contention)
 export OMP_NUM_THREADS := 1
@@ -16,23 +36,60 @@ export PYTHONHASHSEED := 0
 # few progress-bar updates: a notebook kernel that floods its output channel with
 # thousands of bar redraws can drop messages, which fails nbval at random
 export TQDM_MININTERVAL := 10
+export RKD_FASHION_MNIST := $(FASHION_MNIST)
+# trained teachers and rendered data are cached here (git-ignored; `make clean` removes it)
+export RKD_CACHE_DIR := $(CURDIR)/.cache
+# the MathJax the book serves (the rkd Sphinx extension copies it into _static/mathjax)
+export RKD_MATHJAX_DIR := $(CURDIR)/book/node_modules/mathjax/es5
 
-.PHONY: book test install data notebooks unit nbval clean
+.PHONY: book test install system data notebooks unit nbval committed-book browser clean
+# a recipe that fails leaves no half-written target behind (an executed notebook above all)
+.DELETE_ON_ERROR:
 
-book: install data notebooks
-	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
-	@echo "book: open _build/html/index.html"
+book: install data $(EXECUTED)
+	rm -rf $(BUILD)/src $(BUILD)/html $(BUILD)/.doctrees $(BUILD)/jupyter_execute
+	$(PY) -m rkd.book.assemble --notebooks $(BUILD)/notebooks --out $(BUILD)/src
+	$(VENV)/bin/jupyter-book build $(BUILD)/src --path-output $(CURDIR) $(JB_FLAGS)
+	@echo "book: open $(BUILD)/html/index.html"
 
-test: install data unit nbval
+test: install data unit nbval committed-book browser
 
-install: $(STAMP)
+install: $(STAMP) $(NPM_STAMP) system
 
 $(STAMP): pyproject.toml constraints.txt
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "rkd-book needs Python 3.11 (torch 2.14.1 wheels); set PYTHON=python3.11"' 
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "rkd-book needs Python 3.11 (torch 2.14.1 wheels); set PYTHON=python3.11"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[book,test]"
 	touch $@
+
+# MathJax for the book, from the npm registry, exactly as book/package-lock.json pins it
+$(NPM_STAMP): book/package.json book/package-lock.json
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -q npm || (apt-get update -q && apt-get install -y -q npm); \
+	  else \
+	    echo "install: npm is missing; it installs MathJax, which the book serves itself."; \
+	    echo "  On Debian/Ubuntu: sudo apt-get install npm; elsewhere install Node.js (it includes npm)."; \
+	    exit 1; \
+	  fi; \
+	fi
+	npm ci --prefix book --no-audit --no-fund --loglevel=error
+	touch $@
+
+system:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get install -y -q $$missing || (apt-get update -q && apt-get install -y -q $$missing); \
+	else \
+	  echo "install: these Debian packages are missing:$$missing"; \
+	  echo "  sudo apt-get install$$missing"; \
+	  echo "  fonts-noto-core: the fonts the glyph datasets are rendered from (the ci notebooks need them);"; \
+	  echo "  chromium: the browser test of make test (skipped, with a message, without it)."; \
+	fi
 
 data:
 	@if ls $(FASHION_MNIST)/train-images-idx3-ubyte* >/dev/null 2>&1; then \
@@ -48,19 +105,43 @@ data:
 	  exit 1; \
 	fi
 
-notebooks: install data
-	@for nb in $(NOTEBOOKS); do \
-	  echo "papermill: $$nb (scale=ci)"; \
-	  RKD_FASHION_MNIST=$(FASHION_MNIST) $(VENV)/bin/papermill --kernel python3 --log-level WARNING \
-	    "$$nb" "$$nb" -p scale ci || exit 1; \
-	done
+# One executed notebook. Progress goes to this terminal: a line per notebook here, and a
+# bar per training run from rkd (written to the kernel's own stderr, never the notebook).
+$(BUILD)/notebooks/%.ipynb: notebooks/%.ipynb $(RKD_SOURCES) $(STAMP) | data
+	@mkdir -p $(@D)
+	@echo "== papermill: $< (scale=ci) -> $@, started $$(date +%H:%M:%S)"
+	@start=$$(date +%s); \
+	if ! $(VENV)/bin/papermill --kernel python3 --log-level WARNING --no-progress-bar "$<" "$@" -p scale ci; then \
+	  mv -f "$@" "$(@:.ipynb=.failed.ipynb)" 2>/dev/null; \
+	  echo "== papermill FAILED on $<; the partly executed notebook is $(@:.ipynb=.failed.ipynb)"; exit 1; \
+	fi; \
+	printf '\n== %s done in %s s\n' "$<" "$$(( $$(date +%s) - start ))"
+
+# For maintainers: execute (when stale) and copy the executed notebooks over the committed ones.
+notebooks: install data $(EXECUTED)
+	cp $(EXECUTED) notebooks/
+	@echo "notebooks: refreshed $(words $(EXECUTED)) committed notebooks from $(BUILD)/notebooks/; review with git diff"
 
 unit: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) tests
 
+# nbval retrains every model from an empty model cache (the glyph renders, a pure function
+# of their config, are kept), so it checks that the committed numbers come out again
 nbval: install data
-	RKD_FASHION_MNIST=$(FASHION_MNIST) $(PY) -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \
-	  --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
+	rm -rf $(BUILD)/nbval-cache/models $(BUILD)/nbval-cache/weights $(BUILD)/nbval-cache/checkpoints
+	RKD_CACHE_DIR=$(CURDIR)/$(BUILD)/nbval-cache $(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) \
+	  --dist loadfile --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
+
+# the book of the committed notebooks, as `make test` checks it (no execution)
+committed-book: install
+	rm -rf $(BUILD)/committed
+	$(PY) -m rkd.book.assemble --notebooks notebooks --out $(BUILD)/committed/src
+	$(VENV)/bin/jupyter-book build $(BUILD)/committed/src --path-output $(BUILD)/committed $(JB_FLAGS)
+
+# every page of that book in headless Chromium; screenshots in _build/screenshots/
+browser: install
+	RKD_BOOK_HTML=$(CHECKED_BOOK) RKD_BOOK_SCREENSHOTS=$(BUILD)/screenshots \
+	  $(PY) -m pytest -q -p no:cacheprovider tests/test_book_browser.py
 
 clean:
-	rm -rf _build
+	rm -rf $(BUILD) .cache

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import write_results  # noqa: E402
 from rkd.losses.reference import authors_rkd_angle, authors_rkd_distance  # noqa: E402
 from rkd.losses.relational import rkd_angle, rkd_distance  # noqa: E402
 
@@ -117,6 +119,7 @@ def compare(args):
         print(f"gpu: {torch.cuda.get_device_name()}")
     print(f"N={args.n}, D_s={args.ds}, D_t={args.dt}, device={device}, repeats={args.repeats}, forward+backward")
     student, teacher = make_inputs(args.n, args.ds, args.dt, device)
+    rows, summary = [], {}
     for loss in args.losses:
         values = {form: float(forward_backward(FORMS[form][loss], student, teacher)) for form in FORMS}
         times = {form: time_form(FORMS[form][loss], student, teacher, args.repeats, device) for form in FORMS}
@@ -125,6 +128,12 @@ def compare(args):
         for form in FORMS:
             print(f"  time {form:8s} median {medians[form] * 1e3:10.2f} ms   (min {min(times[form]) * 1e3:.2f} ms)")
         print(f"  time ratio authors/ours (median): {medians['authors'] / medians['ours']:.1f}x")
+        row = {"loss": f"RKD-{'A' if loss == 'angle' else 'D'}", "N": args.n, "D_s": args.ds, "D_t": args.dt,
+               "authors_ms": medians["authors"] * 1e3, "ours_ms": medians["ours"] * 1e3,
+               "time_ratio_authors_over_ours": medians["authors"] / medians["ours"],
+               "loss_authors": values["authors"], "loss_ours": values["ours"]}
+        rows.append(row)
+        summary[f"{row['loss']} time ratio authors/ours"] = row["time_ratio_authors_over_ours"]
         if args.no_memory:
             continue
         if torch.device(device).type == "cuda":
@@ -136,6 +145,10 @@ def compare(args):
         for form in FORMS:
             print(f"  peak memory {form:8s} {fmt_mib(peaks[form])}   ({label})")
         print(f"  peak memory ratio authors/ours: {peaks['authors'] / max(peaks['ours'], 1):.1f}x")
+        row.update({"authors_peak_mib": peaks["authors"] / 1024, "ours_peak_mib": peaks["ours"] / 1024,
+                    "memory_ratio_authors_over_ours": peaks["authors"] / max(peaks["ours"], 1)})
+        summary[f"{row['loss']} peak memory ratio authors/ours"] = row["memory_ratio_authors_over_ours"]
+    write_results("losses", device, rows, summary)
 
 # ---------------------------------------------------------------- GPU: largest N and time ratios
 

@@ -49,7 +49,30 @@ import torch
 
 from .runtime import UnsafeCheckpointError, atomic_torch_save, safe_torch_load
 
-__all__ = ["ArtifactCache", "StaleCacheWarning", "canonical_json", "config_digest", "package_version"]
+__all__ = [
+    "ArtifactCache",
+    "StaleCacheWarning",
+    "canonical_json",
+    "config_digest",
+    "package_version",
+    "default_cache_dir",
+]
+
+
+def default_cache_dir() -> Path:
+    """Where rkd keeps trained models and rendered data between runs.
+
+    ``$RKD_CACHE_DIR`` when set (the Makefile sets it to the checkout's ``.cache/``,
+    which git ignores and ``make clean`` removes); else ``.cache/`` of the source
+    checkout rkd is imported from (an editable install); else ``~/.cache/rkd``.
+    """
+    configured = os.environ.get("RKD_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "rkd" / "__init__.py").is_file():
+        return checkout / ".cache"
+    return Path.home() / ".cache" / "rkd"
 
 
 def package_version() -> str:

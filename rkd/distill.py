@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from rkd.losses.terms import LOSS_TERMS, TermContext
 from rkd.methods import Method
 
-__all__ = ["Distiller"]
+__all__ = ["Distiller", "PrecomputedTeacher"]
 
 
 class Distiller(nn.Module):
@@ -116,3 +116,50 @@ class Distiller(nn.Module):
 
     def extra_repr(self) -> str:
         return f"method={self.method.name!r}, task={self.method.task!r}, stage={self.stage_index}"
+
+
+class PrecomputedTeacher(nn.Module):
+    """A frozen teacher whose outputs for a fixed set of images are computed once.
+
+    When the training images carry no random augmentation (the ci stand-ins, decoded
+    caches), every batch is a selection of the same images, and a frozen teacher in eval
+    mode gives each image the same outputs whatever batch it comes in: computing them
+    once, instead of a teacher forward pass every step, makes a distilled student cost
+    about what a student trained alone costs. Outputs are looked up by the image's bytes;
+    an image outside the set (a caller's own batch) goes through the teacher as usual.
+    The values equal a per-batch forward pass up to the last bits of float rounding.
+
+    Attributes of the wrapped teacher (``embedding_dim``, ``tap_channels``, ...) are its own.
+    """
+
+    def __init__(self, teacher: nn.Module, dataset, *, batch_size: int = 500):
+        super().__init__()
+        self.teacher = teacher.eval().requires_grad_(False)
+        device = next(teacher.parameters()).device
+        index: dict[bytes, int] = {}
+        outputs: dict[str, list[Tensor]] = {}
+        with torch.no_grad():
+            for start in range(0, len(dataset), batch_size):
+                images = torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, len(dataset)))])
+                for offset, row in enumerate(images):
+                    index.setdefault(row.numpy().tobytes(), start + offset)
+                for key, value in teacher(images.to(device)).items():
+                    outputs.setdefault(key, []).append(value.detach())
+        self.index = index
+        self.outputs = {key: torch.cat(values) for key, values in outputs.items()}
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("teacher"), name)
+
+    def train(self, mode: bool = True) -> "PrecomputedTeacher":
+        return super().train(False)  # frozen, always
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        rows = [self.index.get(row.numpy().tobytes()) for row in x.detach().cpu()]
+        if any(r is None for r in rows):
+            return self.teacher(x)
+        where = torch.tensor(rows, dtype=torch.long)
+        return {key: value[where].to(x.device) for key, value in self.outputs.items()}

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .portable import warn_unless_pinned
+
 __all__ = [
     "seed_everything",
     "configure_determinism",
@@ -34,12 +36,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def configure_determinism(threads: int | None) -> None:
+def configure_determinism(threads: int | None, *, portable: bool = True) -> bool:
     """Deterministic algorithms and, when ``threads`` is given, a fixed intra-op thread count.
 
     A fixed thread count matters on the CPU: reductions are split across threads, so
     a different count can change the last bits of a sum and, over a training run,
-    the final metrics.
+    the final metrics. With ``portable`` (the default) the CPU pin of
+    :mod:`rkd.portable` is checked too (NNPACK, which picks its own kernels by CPU, is
+    switched off): when it is not in effect a :class:`~rkd.portable.PortableNumericsWarning`
+    says why and how to fix it. Returns whether the results are pinned, i.e. the same
+    on every x86-64 CPU with AVX2.
     """
     torch.use_deterministic_algorithms(True, warn_only=False)
     if torch.cuda.is_available():
@@ -50,6 +56,10 @@ def configure_determinism(threads: int | None) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
+    if not portable:
+        return False
+    torch.backends.nnpack.set_flags(False)
+    return warn_unless_pinned()
 
 
 @contextmanager

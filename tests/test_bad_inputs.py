@@ -11,7 +11,7 @@ from fixtures_data import make_cub200_tree
 from rkd import data, models
 from rkd.data import DatasetLayoutError, ImageReadError, MPerClassSampler
 from rkd.distill import Distiller
-from rkd.experiments import ParameterError, notebook_parameters, table1
+from rkd.experiments import ParameterError, get, notebook_parameters
 from rkd.losses.terms import TermContext
 from rkd.methods import get_method
 from rkd.registry import UnknownNameError
@@ -31,9 +31,9 @@ def test_unknown_dataset_model_and_method_names_list_the_valid_ones():
     with pytest.raises(UnknownNameError, match=r"method 'HKD' is not defined for task 'metric'"):
         get_method("HKD", task="metric")
     with pytest.raises(ValueError, match=r"unknown Table 1 method\(s\) \['RKD'\]; valid: Triplet, FitNet"):
-        table1.run(methods=("RKD",), progress=False)
-    with pytest.raises(ValueError, match="unknown scale 'huge'; valid scales: "):
-        table1.run(scale="huge", progress=False)
+        get("table1").plan(methods=("RKD",))
+    with pytest.raises(ValueError, match="unknown scale 'huge' for Table 1; valid scales: "):
+        get("table1").plan(scale="huge")
     with pytest.raises(UnknownNameError, match="unknown optimizer 'adamw'; valid names: adam, sgd"):
         TrainConfig(steps=1, optimizer="adamw")
 
@@ -52,7 +52,8 @@ def test_data_root_missing_or_in_the_wrong_layout(tmp_path):
         data.get_dataset("cars196", None, "train")
     # and through an experiment at paper scale, with its data_root
     with pytest.raises(DatasetLayoutError, match="cub200: the root folder does not exist"):
-        table1.run(scale="paper", data_root=str(tmp_path / "missing"), progress=False)
+        get("table1").run(scale="paper", data_root=str(tmp_path / "missing"), progress=False,
+                          cache_dir=str(tmp_path / "cache"))
 
 
 def test_corrupt_or_truncated_image_fails_naming_the_file_and_the_step(tmp_path):
@@ -185,9 +186,10 @@ def test_infinite_loss_stops_before_the_optimiser_step():
 
 def test_unknown_or_ill_typed_notebook_parameter():
     with pytest.raises(ParameterError, match=r"unknown notebook parameter\(s\) \['sede'\]; "
-                                             r"rkd.experiments.table1.run takes: scale, data_root, device, seed"):
-        notebook_parameters({"sede": 1}, table1.run)
-    with pytest.raises(ParameterError, match=r"notebook parameter seed='1' has type str; expected int"):
-        notebook_parameters({"seed": "1"}, table1.run)
+                                             r"Table 1 takes: scale, data_root, device, seeds"):
+        notebook_parameters({"sede": 1}, "table1")
+    with pytest.raises(ParameterError,
+                       match=r"notebook parameter seeds='1' has type str; expected tuple\[int, \.\.\.\] \| None"):
+        notebook_parameters({"seeds": "1"}, "table1")
     with pytest.raises(ParameterError, match=r"notebook parameter embedding_dims=\['16'\] has type list"):
-        notebook_parameters({"embedding_dims": ["16"]}, table1.run)
+        notebook_parameters({"embedding_dims": ["16"]}, "table1")

@@ -222,28 +222,28 @@ def loop_darkrank(student, teacher, alpha, beta, k, top_k_only=False):
 
 
 @pytest.mark.parametrize("k", [1, 3, 6])
-@pytest.mark.parametrize("top_k_only", [False, True])
-def test_darkrank_matches_plackett_luce_loop(k, top_k_only):
+@pytest.mark.parametrize("normalizer", ["top_k", "all_remaining"])
+def test_darkrank_matches_plackett_luce_loop(k, normalizer):
     s = torch.randn(7, 3, generator=gen(0), dtype=torch.float64, requires_grad=True)
     t = torch.randn(7, 5, generator=gen(1), dtype=torch.float64)
-    loss = DarkRankLoss(alpha=3.0, beta=3.0, k=k, normalize_over_top_k_only=top_k_only)
-    torch.testing.assert_close(loss(s, t), loop_darkrank(s, t, 3.0, 3.0, k, top_k_only))
+    loss = DarkRankLoss(alpha=3.0, beta=3.0, k=k, normalizer=normalizer)
+    torch.testing.assert_close(loss(s, t), loop_darkrank(s, t, 3.0, 3.0, k, top_k_only=normalizer == "top_k"))
     assert torch.autograd.gradcheck(lambda x: loss(x, t), (s,))
 
 
-def test_darkrank_full_list_and_authors_form():
+def test_darkrank_default_is_top_k_and_full_list_agrees():
     s = torch.randn(6, 3, generator=gen(2), dtype=torch.float64)
     t = torch.randn(6, 4, generator=gen(3), dtype=torch.float64)
-    torch.testing.assert_close(DarkRankLoss(k=None)(s, t), DarkRankLoss(k=5)(s, t))
-    # the RKD authors' HardDarkRank (normaliser over the k selected points)
-    score_t = -3 * torch.cdist(t, t).pow(3)
-    score_s = -3 * torch.cdist(s, s).pow(3)
-    idx = score_t.sort(dim=1, descending=True)[1][:, 1:5]
-    ordered = torch.gather(score_s, 1, idx)
-    log_prob = (ordered - torch.stack([torch.logsumexp(ordered[:, i:], 1) for i in range(4)], 1)).sum(1)
-    torch.testing.assert_close(DarkRankLoss(k=4, normalize_over_top_k_only=True)(s, t), -log_prob.mean())
+    assert DarkRankLoss().normalizer == "top_k"
+    torch.testing.assert_close(DarkRankLoss()(s, t), DarkRankLoss(normalizer="top_k")(s, t))
+    # over the whole list the two normalisers are the same thing
+    full = DarkRankLoss(k=None, normalizer="all_remaining")(s, t)
+    torch.testing.assert_close(DarkRankLoss(k=5, normalizer="top_k")(s, t), full)
+    torch.testing.assert_close(DarkRankLoss(k=None)(s, t), full)
     with pytest.raises(ValueError, match="at least 5"):
         DarkRankLoss(k=4)(s[:4], t[:4])
+    with pytest.raises(ValueError, match="all_remaining"):
+        DarkRankLoss(normalizer="whole_batch")
 
 
 def test_darkrank_duplicates_are_finite():

@@ -38,8 +38,21 @@ def test_recall_is_independent_of_chunking():
     x = torch.randn(203, 16, generator=g)
     labels = torch.randint(0, 20, (203,), generator=g)
     whole = recall_at_k(x, labels, chunk_size=203)
-    for chunk in (1, 7, 64):
+    # 3: every class (about 10 rows) is larger than a block and spans several blocks
+    for chunk in (3, 7, 64):
         assert recall_at_k(x, labels, chunk_size=chunk) == whole
+
+
+@pytest.mark.parametrize("chunk_size", [4, 16, None])
+def test_recall_with_a_large_class_and_singletons_matches_the_direct_computation(chunk_size):
+    """A class much larger than a block, classes of one item (never a hit) and classes
+    of two, in no particular order."""
+    g = torch.Generator().manual_seed(4)
+    labels = torch.tensor([0] * 40 + [1, 2, 3] + [4, 4, 5, 5, 6, 6] + [7] * 11)
+    labels = labels[torch.randperm(len(labels), generator=g)]
+    x = torch.randn(len(labels), 5, generator=g, dtype=torch.float64)
+    ks = (1, 2, 4, 8, 16)
+    assert recall_at_k(x, labels, ks, chunk_size=chunk_size) == slow_recall_at_k(x, labels.tolist(), ks)
 
 
 def test_query_itself_is_excluded():

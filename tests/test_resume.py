@@ -7,10 +7,17 @@ draws from the torch, NumPy and Python generators), a frozen ``small_cnn_wide`` 
 state), ``MPerClassSampler`` batches, 30 steps each with a checkpoint every 4 steps
 (epochs of 7 batches, so checkpoints fall mid-epoch and on epoch boundaries).
 
-This file is also the child's script: ``python tests/test_resume.py WORKDIR`` runs the
-pipeline, printing one line per finished step; the parent kills it when it reads a
-chosen step. One kill lands in the middle of a checkpoint write: the child stalls after
-writing half of the temporary file and the parent kills it there.
+The batches are loaded by DataLoader workers, and the number of workers changes from
+one start to the next (2, 0, 2, ...; the uninterrupted reference has 1): the random
+augmentation of each batch is seeded from its step, so neither the kills nor the worker
+count may change a single number. Each run also evaluates every 10 steps
+(``eval_every``) and writes its CSV training log; the evaluation history and the log of
+the killed-and-resumed run must equal the reference's too.
+
+This file is also the child's script: ``python tests/test_resume.py WORKDIR METHOD STEP
+WORKERS`` runs the pipeline, printing one line per finished step; the parent kills it
+when it reads a chosen step. One kill lands in the middle of a checkpoint write: the
+child stalls after writing half of the temporary file and the parent kills it there.
 """
 from __future__ import annotations
 
@@ -35,6 +42,9 @@ KILL_SEED = 20190615  # the choice of kill points is seeded: the test never vari
 KILLS_PER_METHOD = 2
 STALL_AT = ("RRD", 12)  # a checkpoint step: the kill lands inside its atomic write
 STALL_MARKER = "stalled-once"
+EVAL_EVERY = 10
+REFERENCE_WORKERS = 1
+WORKERS_BY_START = (2, 0)  # the killed run's starts alternate between these worker counts
 
 
 # ----------------------------------------------------------------------------- the child
@@ -54,11 +64,12 @@ class RandomJitter:
         return image + 0.05 * torch.randn_like(image) + shift
 
 
-def run_pipeline(workdir: Path, emit=print, stall_at: tuple[str, int] | None = None) -> None:
+def run_pipeline(workdir: Path, emit=print, stall_at: tuple[str, int] | None = None,
+                 num_workers: int = REFERENCE_WORKERS) -> None:
     """Train every method of METHODS into ``workdir`` (resuming from what is there)."""
     from rkd import data, models
     from rkd.distill import Distiller
-    from rkd.experiments.metric_learning import embed
+    from rkd.evaluate import embed
     from rkd.losses.terms import TermContext
     from rkd.methods import get_method
     from rkd.metrics import recall_at_k
@@ -100,9 +111,11 @@ def run_pipeline(workdir: Path, emit=print, stall_at: tuple[str, int] | None = N
         if stall_at is not None and stall_at[0] == method_name and not (workdir / STALL_MARKER).exists():
             _stall_inside_checkpoint_write(workdir, stall_at[1], emit)
         result = fit(distiller, train_set, sampler, config, checkpoint_path=checkpoint, evaluate=evaluate,
-                     on_step=on_step, progress=False, desc=method_name)
+                     eval_every=EVAL_EVERY, on_step=on_step, progress=False, desc=method_name,
+                     num_workers=num_workers)
         atomic_torch_save(_trainable_state(distiller), workdir / f"{method_name}.final.pt")
-        atomic_write_json({"metrics": result.metrics, "losses": result.losses}, result_path)
+        atomic_write_json({"metrics": result.metrics, "losses": result.losses, "history": result.history},
+                          result_path)
         emit(f"finished {method_name} resumed_from={result.resumed_from}")
 
 
@@ -130,9 +143,9 @@ def _stall_inside_checkpoint_write(workdir: Path, step: int, emit) -> None:
 
 
 def _child_main(argv: list[str]) -> None:
-    workdir = Path(argv[0])
-    stall = (argv[1], int(argv[2])) if len(argv) == 3 else None
-    run_pipeline(workdir, emit=lambda line: print(line, flush=True), stall_at=stall)
+    workdir, method, step, workers = argv
+    run_pipeline(Path(workdir), emit=lambda line: print(line, flush=True), stall_at=(method, int(step)),
+                 num_workers=int(workers))
 
 
 # ----------------------------------------------------------------------------- the parent
@@ -161,11 +174,12 @@ def _run_with_kills(workdir: Path, kill_points: set[tuple[str, int]], stall_at: 
     that step) and when it stalls in a checkpoint write; restart it with the same
     command until it exits cleanly. Returns every line it printed, in order, and the
     number of kills."""
-    command = [sys.executable, __file__, str(workdir), stall_at[0], str(stall_at[1])]
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     pending = set(kill_points)
     lines, kills = [], 0
-    for _attempt in range(len(kill_points) + 3):
+    for attempt in range(len(kill_points) + 3):
+        workers = WORKERS_BY_START[attempt % len(WORKERS_BY_START)]
+        command = [sys.executable, __file__, str(workdir), stall_at[0], str(stall_at[1]), str(workers)]
         # stderr to a file, not a pipe: a pipe nobody reads while stdout is read could fill and block the child
         stderr_path = workdir.parent / "child-stderr.log"
         with open(stderr_path, "w") as stderr_file:
@@ -241,6 +255,11 @@ def test_sigkill_at_random_steps_resumes_to_the_uninterrupted_result(tmp_path):
         for name, tensor in reference_state.items():
             assert torch.equal(tensor, resumed_state[name]), (method, name)
     assert any("terms.rrd.loss.queue" == name for name in reference["RRD"][1])
+
+    # the evaluation history (every 10 steps and the end) and the CSV logs are the reference's too
+    for method in METHODS:
+        assert [entry["step"] for entry in resumed[method][0]["history"]] == [10, 20, STEPS], method
+        assert (killed_dir / f"{method}.log.csv").read_text() == (reference_dir / f"{method}.log.csv").read_text()
 
     # the temporary file orphaned by the kill inside the write was cleaned up
     assert not list(killed_dir.glob(".*.tmp")), list(killed_dir.iterdir())

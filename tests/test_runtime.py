@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from rkd.experiments import ParameterError, notebook_parameters
+from rkd.experiments.spec import Experiment, Parameter
 from rkd.paper import PAPER_TABLES, paper_table
 from rkd.registry import Registry, UnknownNameError
 from rkd.runtime import UnsafeCheckpointError, atomic_torch_save, atomic_write, safe_torch_load
@@ -60,28 +61,38 @@ def test_safe_load_round_trip_and_refusal(tmp_path):
         safe_torch_load(tmp_path / "missing.pt")
 
 
-def _run(scale: str = "ci", data_root: str | None = None, seed: int = 0, lr: float = 0.1,
-         embedding_dims: tuple[int, ...] | None = None, progress: bool = True):
-    pass
+class _Experiment(Experiment):
+    """An experiment with one parameter of each kind a notebook passes: a float and a
+    tuple of ints (the common ones, scale, seeds, ..., are every experiment's)."""
+
+    name = "parameters"
+    title = "A test experiment"
+    presets = {}
+    parameters = {"lr": Parameter(float, 0.1), "embedding_dims": Parameter(tuple[int, ...] | None, None)}
 
 
 def test_notebook_parameters_accepts_and_coerces():
-    ns = {"scale": "ci", "seed": 3, "lr": 1, "embedding_dims": [16, 32], "In": [], "_i1": "x",
+    ns = {"scale": "ci", "seeds": [3], "lr": 1, "embedding_dims": [16, 32], "In": [], "_i1": "x",
           "pd": pytest, "notebook_parameters": notebook_parameters}
-    params = notebook_parameters(ns, _run)
-    assert params == {"scale": "ci", "seed": 3, "lr": 1.0, "embedding_dims": (16, 32)}
+    params = notebook_parameters(ns, _Experiment())
+    assert params == {"scale": "ci", "seeds": (3,), "lr": 1.0, "embedding_dims": (16, 32)}
     assert isinstance(params["lr"], float)
+    assert notebook_parameters({"seeds": None, "embedding_dims": None}, _Experiment()) == {
+        "seeds": None, "embedding_dims": None}
 
 
 def test_notebook_parameters_refuses_unknown_and_ill_typed():
-    with pytest.raises(ParameterError, match=r"unknown notebook parameter\(s\) \['sede'\]"):
-        notebook_parameters({"sede": 1}, _run)
-    with pytest.raises(ParameterError, match="seed='1' has type str"):
-        notebook_parameters({"seed": "1"}, _run)
-    with pytest.raises(ParameterError, match="seed=True has type bool"):
-        notebook_parameters({"seed": True}, _run)
+    with pytest.raises(ParameterError, match=r"unknown notebook parameter\(s\) \['sede'\]; A test experiment takes: "
+                                             r"scale, data_root, device, seeds, .*lr, embedding_dims"):
+        notebook_parameters({"sede": 1}, _Experiment())
+    with pytest.raises(ParameterError, match="seeds='1' has type str"):
+        notebook_parameters({"seeds": "1"}, _Experiment())
+    with pytest.raises(ParameterError, match=r"seeds=\[True\] has type list"):
+        notebook_parameters({"seeds": [True]}, _Experiment())
+    with pytest.raises(ParameterError, match="lr=True has type bool; expected float"):
+        notebook_parameters({"lr": True}, _Experiment())
     with pytest.raises(ParameterError, match="embedding_dims"):
-        notebook_parameters({"embedding_dims": ["a"]}, _run)
+        notebook_parameters({"embedding_dims": ["a"]}, _Experiment())
 
 
 def test_paper_tables_are_the_published_numbers():

@@ -118,8 +118,47 @@ def test_small_classes_take_all_fills_the_batch_like_the_authors_sampler():
                    if c != SMALL[batch[-1]])  # only the last class may be cut short
 
 
+def test_partial_class_fills_a_batch_that_is_not_a_multiple_of_m():
+    """The authors' batch shape: 128 = 25 classes x 5 + 3 images of a 26th class."""
+    labels = np.random.default_rng(1).permutation(np.repeat(np.arange(40), 8))
+    sampler = MPerClassSampler(labels, m=5, batch_size=128, batches_per_epoch=20, seed=2, fill_with_partial_class=True)
+    for batch in sampler:
+        assert len(batch) == 128 and len(set(batch)) == 128
+        assert runs_of(batch[:125], labels, 5) == list(dict.fromkeys(runs_of(batch[:125], labels, 5)))  # 25 classes
+        partial = labels[batch[125:]]
+        assert (partial == partial[0]).all() and partial[0] not in labels[batch[:125]]  # 3 images of a 26th
+    # exact resume: batches depend only on (seed, epoch)
+    sampler.set_epoch(3)
+    expected = list(sampler)
+    resumed = MPerClassSampler(labels, m=5, batch_size=128, batches_per_epoch=20, fill_with_partial_class=True)
+    resumed.load_state_dict({"seed": 2, "epoch": 3, "position": 7})
+    assert list(resumed) == expected[7:]
+
+
+def test_partial_class_option_changes_nothing_for_a_multiple_of_m():
+    plain = list(MPerClassSampler(LABELS, m=4, batch_size=12, batches_per_epoch=5, seed=9))
+    assert plain == list(MPerClassSampler(LABELS, m=4, batch_size=12, batches_per_epoch=5, seed=9,
+                                          fill_with_partial_class=True))
+
+
+def test_partial_class_with_small_class_policies():
+    # replace: a partial class smaller than the remainder is drawn with replacement
+    sampler = MPerClassSampler(SMALL, m=3, batch_size=14, batches_per_epoch=10, small_classes="replace",
+                               fill_with_partial_class=True)
+    for batch in sampler:
+        assert len(batch) == 14 and len(set(SMALL[batch].tolist())) == 5
+    # take_all is the authors' NPairs walk, cut at batch_size
+    sampler = MPerClassSampler(SMALL, m=3, batch_size=10, batches_per_epoch=10, small_classes="take_all",
+                               fill_with_partial_class=True)
+    assert all(len(batch) == 10 and len(set(batch)) == 10 for batch in sampler)
+    with pytest.raises(ValueError, match="needs 6 distinct classes"):
+        MPerClassSampler(SMALL, m=3, batch_size=16, small_classes="replace", fill_with_partial_class=True)
+    with pytest.raises(TypeError, match="bool"):
+        MPerClassSampler(LABELS, m=5, batch_size=12, fill_with_partial_class="yes")
+
+
 def test_parameter_errors():
-    with pytest.raises(ValueError, match="multiple of m"):
+    with pytest.raises(ValueError, match="multiple of m.*fill_with_partial_class=True"):
         MPerClassSampler(LABELS, m=5, batch_size=12)
     with pytest.raises(ValueError, match="needs 13 distinct classes"):
         MPerClassSampler(LABELS, m=2, batch_size=26)

@@ -117,7 +117,7 @@ def test_crash_inside_a_checkpoint_write_keeps_the_previous_one_and_resumes_exac
         with pytest.raises(SimulatedKill):
             train(path, method=method)
     assert safe_torch_load(path)["step"] == 4, "the checkpoint of step 4 must survive the crash at step 8"
-    assert os.listdir(tmp_path) == ["run.ckpt"], "the failed write's temporary file is removed"
+    assert sorted(os.listdir(tmp_path)) == ["run.ckpt", "run.log.csv"], "the failed write's temporary file is removed"
 
     # a SIGKILL would have left the temporary file behind: the next run must ignore it and remove it
     orphan = tmp_path / ".run.ckpt.abc123.tmp"
@@ -181,7 +181,7 @@ def test_resume_refuses_another_configuration(tmp_path):
 def test_resume_refuses_a_checkpoint_of_another_format(tmp_path):
     path = tmp_path / "old.ckpt"
     torch.save({"step": 4, "config": {}}, path)
-    with pytest.raises(CheckpointMismatchError, match="not a training checkpoint of format 2"):
+    with pytest.raises(CheckpointMismatchError, match=f"not a training checkpoint of format {CHECKPOINT_FORMAT}"):
         train(path)
 
 

@@ -23,7 +23,8 @@ from torch.utils.data import Sampler
 
 from rkd.registry import Registry
 
-__all__ = ["MPerClassSampler", "EpisodeSampler", "RandomBatchSampler", "split_episode", "episode_targets"]
+__all__ = ["MPerClassSampler", "EpisodeSampler", "RandomBatchSampler", "split_episode", "episode_targets",
+           "shard_sizes", "shard_positions", "ShardedBatchSampler"]
 
 
 def _labels_to_numpy(labels) -> np.ndarray:
@@ -113,6 +114,15 @@ class MPerClassSampler(_SeededBatchSampler):
     class without replacement; the batch lists the classes one after the other
     (indices ``[c1 x m, c2 x m, ...]``).
 
+    ``batch_size`` must be a multiple of m unless ``fill_with_partial_class=True``: then
+    a batch holds P full classes and ``r = batch_size % m`` images of one more class
+    (P + 1 distinct classes, the partial one last), which is how the authors' ``NPairs``
+    sampler (``lenscloth/RKD``, ``metric/batchsampler.py``) builds the paper's batch of
+    128 with m = 5: 25 classes x 5 images + 3 images of a 26th class. (NPairs walks a
+    random permutation of all classes, takes ``min(m, n_c)`` random images of each and
+    cuts the list at ``batch_size``; with every class holding m or more images that is
+    exactly this draw.) With ``r == 0`` the option changes nothing.
+
     ``small_classes`` says what to do with a class holding fewer than m images:
     ``"error"`` (default) raises naming the classes and their counts; ``"drop"`` never
     samples them; ``"replace"`` draws their m images with replacement; ``"take_all"``
@@ -126,14 +136,20 @@ class MPerClassSampler(_SeededBatchSampler):
     """
 
     def __init__(self, labels, m: int = 5, batch_size: int = 128, batches_per_epoch: int | None = None,
-                 seed: int = 0, small_classes: str = "error"):
+                 seed: int = 0, small_classes: str = "error", fill_with_partial_class: bool = False):
         super().__init__(seed)
         labels = _labels_to_numpy(labels)
         self.m = _positive_int("m", m)
         self.batch_size = _positive_int("batch_size", batch_size)
-        if self.batch_size % self.m:
-            raise ValueError(f"batch_size ({batch_size}) must be a multiple of m ({m}): "
-                             f"each batch holds batch_size // m classes of m images")
+        if not isinstance(fill_with_partial_class, bool):
+            raise TypeError(f"fill_with_partial_class must be a bool, got {fill_with_partial_class!r}")
+        self.fill_with_partial_class = fill_with_partial_class
+        self.partial_class_size = self.batch_size % self.m
+        if self.partial_class_size and not fill_with_partial_class:
+            raise ValueError(f"batch_size ({batch_size}) must be a multiple of m ({m}): each batch holds "
+                             f"batch_size // m classes of m images; or pass fill_with_partial_class=True to fill "
+                             f"the last {self.partial_class_size} places with images of one more class (the "
+                             f"authors' batches: 128 = 25 classes x 5 + 3)")
         self.classes_per_batch = self.batch_size // self.m
         SMALL_CLASS_POLICIES.get(small_classes)
         self.small_classes = small_classes
@@ -148,10 +164,11 @@ class MPerClassSampler(_SeededBatchSampler):
             by_class = {c: idx for c, idx in by_class.items() if c not in small}
         self._class_ids = np.array(sorted(by_class), dtype=np.int64)
         self._members = [by_class[c] for c in self._class_ids]
-        needed = 1 if small_classes == "take_all" else self.classes_per_batch
+        distinct = self.classes_per_batch + (1 if self.partial_class_size else 0)
+        needed = 1 if small_classes == "take_all" else distinct
         if len(self._class_ids) < needed:
             raise ValueError(f"{len(self._class_ids)} usable classes, but a batch of {self.batch_size} with "
-                             f"m={self.m} needs {self.classes_per_batch} distinct classes")
+                             f"m={self.m} needs {distinct} distinct classes")
         if small_classes == "take_all" and sum(len(g) for g in self._members) < self.batch_size:
             raise ValueError(f"only {len(labels)} images in all, fewer than batch_size={self.batch_size}")
         if batches_per_epoch is None:
@@ -170,10 +187,11 @@ class MPerClassSampler(_SeededBatchSampler):
                 if len(batch) >= self.batch_size:
                     return batch[: self.batch_size]
             raise AssertionError("unreachable: the constructor checks there are enough images")
+        sizes = [self.m] * self.classes_per_batch + ([self.partial_class_size] if self.partial_class_size else [])
         batch = []
-        for position in rng.choice(len(self._members), size=self.classes_per_batch, replace=False):
+        for position, size in zip(rng.choice(len(self._members), size=len(sizes), replace=False), sizes):
             members = self._members[position]
-            batch += rng.choice(members, size=self.m, replace=len(members) < self.m).tolist()
+            batch += rng.choice(members, size=size, replace=len(members) < size).tolist()
         return batch
 
 
@@ -255,6 +273,74 @@ class RandomBatchSampler(_SeededBatchSampler):
             self.position = batch_index + 1
             yield order[batch_index * self.batch_size:(batch_index + 1) * self.batch_size].tolist()
         self.epoch, self.position = epoch + 1, 0
+
+
+# ------------------------------------------------------------------------ data parallelism
+
+
+def shard_sizes(batch_size: int, world_size: int) -> list[int]:
+    """How many items of a batch of ``batch_size`` each of ``world_size`` processes loads
+    under data parallelism: balanced, the first ``batch_size % world_size`` ranks one more."""
+    batch_size, world_size = _positive_int("batch_size", batch_size), _positive_int("world_size", world_size)
+    if batch_size < world_size:
+        raise ValueError(f"a batch of {batch_size} cannot be split over {world_size} processes (each needs at "
+                         f"least one item); use a larger batch or fewer processes (torchrun --nproc_per_node)")
+    base, extra = divmod(batch_size, world_size)
+    return [base + (1 if rank < extra else 0) for rank in range(world_size)]
+
+
+def shard_positions(batch_size: int, rank: int, world_size: int) -> range:
+    """The positions of a batch of ``batch_size`` that process ``rank`` of ``world_size``
+    loads: one contiguous block, the blocks in rank order (see :func:`shard_sizes`).
+
+    Contiguous blocks in rank order are what makes data parallelism exact: gathering the
+    ranks' rows in rank order gives back the batch in its own order, so a loss computed
+    on the gathered rows sees the single-process batch. For an m-per-class batch
+    ``[c1 x m, c2 x m, ...]`` every class keeps its m images in the global batch (a class
+    may straddle two ranks; the losses never look at a rank's rows alone), and an episode
+    keeps its class-major layout.
+    """
+    sizes = shard_sizes(batch_size, world_size)
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be an int in 0..{world_size - 1}, got {rank!r}")
+    start = sum(sizes[:rank])
+    return range(start, start + sizes[rank])
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Process ``rank``'s part (:func:`shard_positions`) of every batch of ``batch_sampler``.
+
+    For a DataLoader of your own under ``torchrun``: every process wraps the same
+    global sampler (same seed), so the ranks' parts of a step make up its global batch.
+    ``len``, ``set_epoch``, ``state_dict`` and ``load_state_dict`` are the global
+    sampler's, so a checkpoint records the global position. :func:`rkd.train.fit` takes
+    the global sampler itself and shards it (it also keeps each item's random transform
+    that of its global position); do not pass it this wrapper.
+    """
+
+    def __init__(self, batch_sampler, rank: int, world_size: int):
+        self.batch_sampler = batch_sampler
+        self.world_size = _positive_int("world_size", world_size)
+        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 0 <= rank < self.world_size:
+            raise ValueError(f"rank must be an int in 0..{self.world_size - 1}, got {rank!r}")
+        self.rank = int(rank)
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.batch_sampler:
+            batch = list(batch)
+            yield [batch[p] for p in shard_positions(len(batch), self.rank, self.world_size)]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batch_sampler.set_epoch(epoch)
+
+    def state_dict(self) -> dict:
+        return self.batch_sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batch_sampler.load_state_dict(state)
 
 
 def split_episode(batch: torch.Tensor, layout: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:

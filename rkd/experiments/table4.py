@@ -1,257 +1,156 @@
 """Table 4: top-1 accuracy of classifiers distilled with RKD, HKD, FitNet, attention
-transfer and their combinations with RKD-DA (and RRD, RRD+HKD as extra rows).
+transfer and their combinations with RKD-DA (RRD and RRD+HKD added).
 
-``run(scale=...)`` returns one row per trained model. At ``scale="paper"`` it is the
-paper's protocol: CIFAR-100 with a ResNet50 teacher and a VGG11-BN student, Tiny
-ImageNet with ResNet101 -> ResNet18, SGD for 200 / 300 epochs, cross-entropy in every
-row. At ``scale="ci"`` the same protocol runs on offline stand-ins on the CPU:
-Fashion-MNIST and scikit-learn digits (their usual train/test splits, all 10 classes),
-a wide 7-conv CNN teacher and a 4-conv CNN student, the paper's CIFAR-100 schedule
+Paper: CIFAR-100 (ResNet50 -> VGG11-BN, 200 epochs) and Tiny ImageNet (ResNet101 ->
+ResNet18, 300 epochs), SGD, cross-entropy in every row. ci: the 100- and 200-class
+glyph stand-ins, `small_cnn_wide` -> `small_cnn`, the paper's CIFAR-100 schedule
 compressed into a few hundred steps.
 """
 from __future__ import annotations
 
-import pandas as pd
-
-from .classification import (
-    TEACHER_ROW,
-    ClassificationPreset,
-    ClassificationSetup,
-    compressed_schedule,
-    run_classification,
-    sgd_schedule,
-)
-from .metric_learning import DataSpec, ModelSpec
-
-__all__ = ["PRESETS", "METHODS", "PAPER_METHODS", "run", "side_by_side", "claims", "plot"]
+from ..models.spec import ModelSpec
+from ..paper import paper_table
+from ..train import TrainConfig
+from . import datasets as D
+from .recipes import ClassificationSetup, Preset
+from .spec import Evaluation, Experiment, Parameter
+from .stats import Claim, Comparison
 
 TAPS = ("block2", "block3", "block4")
-
+TEACHER_ROW = "Teacher"
 #: the student rows of the paper's Table 4, in its order
-PAPER_METHODS = (
-    "Baseline",
-    "RKD-D",
-    "RKD-DA",
-    "HKD",
-    "HKD+RKD-DA",
-    "FitNet",
-    "FitNet+RKD-DA",
-    "Attention",
-    "Attention+RKD-DA",
-)
+PAPER_METHODS = ("Baseline", "RKD-D", "RKD-DA", "HKD", "HKD+RKD-DA", "FitNet", "FitNet+RKD-DA", "Attention",
+                 "Attention+RKD-DA")
 #: every student row we run: the paper's, then RRD's
 METHODS = (*PAPER_METHODS, "RRD", "RRD+HKD")
 
-# CIFAR-100 has 50,000 training images, Tiny ImageNet 100,000; batches of 128 with the
-# last partial batch dropped
-_CIFAR_STEPS_PER_EPOCH = 50_000 // 128
-_TINY_STEPS_PER_EPOCH = 100_000 // 128
 
-# ci: the paper's CIFAR-100 schedule (lr 0.1, x0.2 at epochs 60, 120, 160 of 200)
-# compressed into a few hundred steps of batch 64. The teacher gets twice the students'
-# steps: it is the larger network, and a teacher no better than its students would
-# leave nothing to distil. Digits (1,198 training images) needs fewer steps.
-CI_BATCH = 64
-CI_STEPS = {"fashion_mnist": 250, "digits": 100}
-CI_TEACHER_STEPS_FACTOR = 2
+def sgd_schedule(*, epochs: int, milestones: tuple[int, ...], steps_per_epoch: int, lr: float = 0.1,
+                 gamma: float = 0.2, weight_decay: float = 5e-4) -> TrainConfig:
+    """The paper's SGD schedule in optimiser steps: the learning rate times ``gamma`` at
+    each epoch of ``milestones``."""
+    return TrainConfig(steps=epochs * steps_per_epoch, optimizer="sgd", lr=lr, momentum=0.9,
+                       weight_decay=weight_decay, milestones=tuple(m * steps_per_epoch for m in milestones),
+                       gamma=gamma, checkpoint_every=steps_per_epoch * 10)
 
 
-def _ci_setup(name: str, display: str, input_size: int) -> ClassificationSetup:
-    def small(model: str) -> ModelSpec:
-        # embedding_dim=None: the embedding is the pooled feature and the classifier sits
-        # directly on it, as the paper's classifiers ("a single fully-connected layer")
-        return ModelSpec(model, (("in_channels", 1), ("input_size", input_size), ("embedding_dim", None), ("taps", TAPS)))
-
-    return ClassificationSetup(
-        data=DataSpec(name, display, options=(("protocol", "classification"),)),
-        teacher=small("small_cnn_wide"),
-        student=small("small_cnn"),
-        train=compressed_schedule(CI_STEPS[name], epochs=200, milestones=(60, 120, 160)),
-        teacher_train=compressed_schedule(CI_TEACHER_STEPS_FACTOR * CI_STEPS[name], epochs=200, milestones=(60, 120, 160)),
-        batch_size=CI_BATCH,
-    )
+def compressed(steps: int, *, epochs: int = 200, milestones: tuple[int, ...] = (60, 120, 160)) -> TrainConfig:
+    """The paper's CIFAR-100 schedule squeezed into ``steps``: each decay at the same fraction of the run."""
+    return TrainConfig(steps=steps, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,
+                       milestones=tuple(round(steps * m / epochs) for m in milestones), gamma=0.2)
 
 
-PRESETS: dict[str, ClassificationPreset] = {
-    "ci": ClassificationPreset(
-        scale="ci",
-        setups=(
-            _ci_setup("fashion_mnist", "Fashion-MNIST", 28),
-            _ci_setup("digits", "digits (scikit-learn)", 8),
-        ),
-        eval_batch_size=1000,
-        threads=1,  # one thread: deterministic, and immune to OpenMP slowdowns on a loaded machine
-        notes=(
-            "offline stand-ins on the CPU: Fashion-MNIST (60,000 train / 10,000 test images) and scikit-learn "
-            "digits (1,198 / 599, stratified), all 10 classes; a `small_cnn_wide` (7 conv layers) teacher and "
-            "`small_cnn` (4 conv layers) students trained from scratch for a few hundred steps, the paper's "
-            "CIFAR-100 schedule compressed into them"
-        ),
-    ),
-    "paper": ClassificationPreset(
-        scale="paper",
-        setups=(
-            ClassificationSetup(
-                data=DataSpec("cifar100", "CIFAR-100", train_transform="cifar", test_transform="cifar"),
-                teacher=ModelSpec("resnet50_cls", (("input_size", 32), ("taps", TAPS))),
-                student=ModelSpec("vgg11_bn_cls", (("input_size", 32), ("taps", TAPS))),
-                train=sgd_schedule(epochs=200, milestones=(60, 120, 160), steps_per_epoch=_CIFAR_STEPS_PER_EPOCH),
-                batch_size=128,
-                epochs=200,
-                # a generated test tree is not the official archive: skip its MD5 check in a dry run
-                dry_run_options=(("verify_checksums", False),),
-            ),
-            ClassificationSetup(
-                data=DataSpec("tiny_imagenet", "Tiny ImageNet", train_transform="tiny_imagenet",
-                              test_transform="tiny_imagenet"),
-                teacher=ModelSpec("resnet101_cls", (("input_size", 64), ("taps", TAPS))),
-                student=ModelSpec("resnet18_cls", (("input_size", 64), ("taps", TAPS))),
-                # the paper gives no weight decay for Tiny ImageNet: CIFAR-100's 5e-4 is kept
-                train=sgd_schedule(epochs=300, milestones=(60, 120, 160, 200, 250), steps_per_epoch=_TINY_STEPS_PER_EPOCH),
-                batch_size=128,
-                epochs=300,
-            ),
-        ),
-        eval_batch_size=256,
-        threads=None,
-        notes=(
-            "the paper's protocol: CIFAR-100 (ResNet50 -> VGG11-BN, crop 32 from zero-padded 40 + flip) and Tiny "
-            "ImageNet (ResNet101 -> ResNet18, rotation, colour jitter, flip; tested on its labelled validation "
-            "split), random initialisation, SGD momentum 0.9, weight decay 5e-4 (given for CIFAR-100 only, kept "
-            "for Tiny ImageNet)"
-        ),
-    ),
-}
+def _small(model: str) -> ModelSpec:
+    # embedding_dim=None: the classifier sits on the pooled feature ("a single fully-connected layer")
+    return ModelSpec(model, (("in_channels", 1), ("input_size", 28), ("embedding_dim", None), ("taps", TAPS)))
 
 
-def run(
-    scale: str = "ci",
-    data_root: str | None = None,
-    device: str = "cpu",
-    seed: int = 0,
-    methods: tuple[str, ...] | None = None,
-    datasets: tuple[str, ...] | None = None,
-    progress: bool = True,
-    dry_run: bool = False,
-) -> pd.DataFrame:
-    """Run Table 4 at ``scale`` and return one row per trained model.
-
-    Columns: dataset, model, method ("Teacher" for the teacher), top1 (%), scale, seed.
-    ``methods`` (default: :data:`METHODS`) and ``datasets`` (registry names, e.g.
-    ``["cifar100"]``) restrict the run. ``dry_run=True`` prints what the full run would
-    do, then trains every model for two steps on the CPU with the preset's data, models
-    and losses; its rows say ``scale="<scale> (dry run)"`` and are not results.
-    """
-    if scale not in PRESETS:
-        raise ValueError(f"unknown scale {scale!r}; valid scales: {', '.join(sorted(PRESETS))}")
-    chosen = tuple(methods) if methods is not None else METHODS
-    unknown = [m for m in chosen if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown Table 4 method(s) {unknown}; valid: {', '.join(METHODS)}")
-    return run_classification(
-        PRESETS[scale],
-        chosen,
-        data_root=data_root,
-        device=device,
-        seed=seed,
-        datasets=tuple(datasets) if datasets is not None else None,
-        progress=progress,
-        dry_run=dry_run,
-        title="Table 4",
-    )
+CI_STEPS = 300
 
 
-_ROW_ORDER = (*METHODS, TEACHER_ROW)
+def _ci(data) -> ClassificationSetup:
+    # the teacher gets twice the students' steps: a teacher no better than its students
+    # would leave nothing to distil
+    return ClassificationSetup(data=data, teacher=_small("small_cnn_wide"), student=_small("small_cnn"),
+                               train=compressed(CI_STEPS), teacher_train=compressed(2 * CI_STEPS), batch_size=64,
+                               evaluation=Evaluation("top1", batch_size=1000, every=CI_STEPS // 3))
 
 
-def _paper_long() -> pd.DataFrame:
-    from ..paper import paper_table
-
-    return paper_table("table4").melt(id_vars="method", var_name="dataset", value_name="top1")
-
-
-def side_by_side(results: pd.DataFrame) -> pd.DataFrame:
-    """The paper's top-1 accuracy (CIFAR-100, Tiny ImageNet) beside ours, one row per
-    method in the paper's order, RRD's rows before the teacher. NaN: no such number
-    (the paper has no RRD rows; a restricted run has fewer rows of its own)."""
-    paper = _paper_long().pivot_table(index="method", columns="dataset", values="top1", sort=False)
-    paper.columns = pd.MultiIndex.from_tuples([("paper (top-1 %)", c) for c in paper.columns])
-    ours = results.pivot_table(index="method", columns="dataset", values="top1", sort=False)
-    scale = results["scale"].iloc[0] if len(results) else "?"
-    ours.columns = pd.MultiIndex.from_tuples([(f"ours, scale={scale} (top-1 %)", c) for c in ours.columns])
-    table = paper.join(ours, how="outer")
-    order = {m: i for i, m in enumerate(_ROW_ORDER)}
-    return table.loc[sorted(table.index, key=lambda m: order.get(m, len(order)))]
+# CIFAR-100 has 50,000 training images, Tiny ImageNet 100,000; batches of 128, the last partial one dropped
+PAPER_SETUPS = (
+    ClassificationSetup(
+        data=D.CIFAR100, teacher=ModelSpec("resnet50_cls", (("input_size", 32), ("taps", TAPS))),
+        student=ModelSpec("vgg11_bn_cls", (("input_size", 32), ("taps", TAPS))),
+        train=sgd_schedule(epochs=200, milestones=(60, 120, 160), steps_per_epoch=50_000 // 128), batch_size=128,
+        evaluation=Evaluation("top1", every=50_000 // 128 * 5), epochs=200),
+    ClassificationSetup(
+        data=D.TINY_IMAGENET, teacher=ModelSpec("resnet101_cls", (("input_size", 64), ("taps", TAPS))),
+        student=ModelSpec("resnet18_cls", (("input_size", 64), ("taps", TAPS))),
+        # the paper gives no weight decay for Tiny ImageNet: CIFAR-100's 5e-4 is kept
+        train=sgd_schedule(epochs=300, milestones=(60, 120, 160, 200, 250), steps_per_epoch=100_000 // 128),
+        batch_size=128, evaluation=Evaluation("top1", every=100_000 // 128 * 5), epochs=300),
+)
 
 
-# claim -> (the pairs (better, worse) it asserts); each pair is one check
-_PAIRWISE_CLAIMS: dict[str, tuple[tuple[str, str], ...]] = {
-    "RKD-D and RKD-DA each beat the baseline": (("RKD-D", "Baseline"), ("RKD-DA", "Baseline")),
-    "RKD-DA beats RKD-D": (("RKD-DA", "RKD-D"),),
-    "adding RKD-DA improves HKD, FitNet and attention": (
-        ("HKD+RKD-DA", "HKD"),
-        ("FitNet+RKD-DA", "FitNet"),
-        ("Attention+RKD-DA", "Attention"),
-    ),
-}
-_BEST_CLAIM = "HKD+RKD-DA beats every other configuration of the paper"
+class Table4(Experiment):
+    name = "table4"
+    title = "Table 4"
+    subtitle = "RKD for classification"
+    page = "notebooks/table4_classification"
+    metric = "top1"
+    keys = ("method",)
+    intro = """
+The paper's Table 4 trains classifiers with cross-entropy plus RKD-D, RKD-DA, HKD,
+FitNet, attention transfer and their combinations with RKD-DA, distilled from a larger
+teacher, and reports top-1 accuracy on CIFAR-100 and Tiny ImageNet. RKD improves the
+baseline and combines with the others; HKD+RKD-DA is the best configuration. We add RRD
+and RRD+HKD.
+"""
+    table_note = """
+Top-1 accuracy (%). At `scale="ci"` the values are not comparable with the paper's:
+compare the gains over the baseline.
+"""
+    presets = {
+        "ci": Preset(scale="ci", datasets=(_ci(D.GLYPHS_CIFAR100), _ci(D.GLYPHS_TINY)), recipe=None, threads=1,
+                     num_workers=0, grid={"datasets": ("glyphs_cifar100",)},
+                     notes=f"the 100-class glyph stand-in of CIFAR-100 (the 200-class one of Tiny ImageNet runs "
+                           f"with datasets=[\"glyphs_tiny_imagenet\"]; left out to fit the budget), a "
+                           f"`small_cnn_wide` teacher and `small_cnn` students from scratch, {CI_STEPS} student "
+                           f"steps (the teacher twice as many) of the paper's CIFAR-100 schedule, CPU"),
+        "paper": Preset(scale="paper", datasets=PAPER_SETUPS, recipe=None,
+                        notes="the paper's protocol: CIFAR-100 (ResNet50 -> VGG11-BN) and Tiny ImageNet (ResNet101 "
+                              "-> ResNet18), random initialisation, SGD momentum 0.9, weight decay 5e-4"),
+    }
+    parameters = {
+        "methods": Parameter(tuple[str, ...] | None, None, "student methods (None: all of Table 4's)"),
+        "datasets": Parameter(tuple[str, ...] | None, None, "registry names of the datasets (None: all)"),
+    }
+
+    def datasets_of(self, preset):
+        return tuple(setup.data for setup in preset.datasets)
+
+    def runs(self, preset, methods=None, datasets=None):
+        methods = D.choose_names(METHODS, methods, "method", self.title)
+        datasets = datasets if datasets is not None else preset.grid.get("datasets")
+        chosen = {d.name for d in D.choose(self.datasets_of(preset), datasets, self.title)}
+        for setup in preset.datasets:
+            if setup.data.name in chosen:
+                yield setup.teacher_run()
+                yield from (setup.student_run(m) for m in methods)
+
+    def paper(self):
+        wide = paper_table("table4")
+        return wide.melt(id_vars="method", var_name="dataset", value_name="value")
+
+    def keyed(self, rows):
+        rows = rows.copy()
+        rows.loc[rows["role"] == "teacher", "method"] = TEACHER_ROW
+        return rows
+
+    def order(self, results):
+        return [(m,) for m in (*METHODS, TEACHER_ROW)]
+
+    def claims(self, rows) -> list[Claim]:
+        def m(name):
+            return {"method": name}
+
+        return [
+            Claim("RKD-D and RKD-DA each beat the baseline",
+                  (Comparison(m("RKD-D"), m("Baseline")), Comparison(m("RKD-DA"), m("Baseline")))),
+            Claim("RKD-DA beats RKD-D", (Comparison(m("RKD-DA"), m("RKD-D")),)),
+            Claim("adding RKD-DA improves HKD, FitNet and attention", tuple(
+                Comparison(m(f"{base}+RKD-DA"), m(base)) for base in ("HKD", "FitNet", "Attention"))),
+            Claim("HKD+RKD-DA beats every other configuration of the paper", tuple(
+                Comparison(m("HKD+RKD-DA"), m(other)) for other in PAPER_METHODS if other != "HKD+RKD-DA")),
+        ]
+
+    def plot(self, rows):
+        from .plots import gain_bars
+
+        colours = {name: "C0" if "RKD" in name else "C1" if "RRD" in name else "C7" for name in METHODS}
+        return gain_bars(self.paper(), rows, metric=self.metric, baseline={"method": "Baseline"},
+                         label="top-1 gain over the baseline (points)",
+                         categories=[m for m in METHODS if m != "Baseline"], colours=colours)
 
 
-def claims(results: pd.DataFrame) -> pd.DataFrame:
-    """The paper's Table 4 claims, checked on its numbers and on ours, per dataset.
-
-    "2/3" means the claim holds for two of its three comparisons; "n/a": a row it needs
-    is missing. Only the paper's methods enter the checks (RRD is not in the paper).
-    """
-    rows = []
-    for source, frame in (("paper", _paper_long()), ("ours", results)):
-        for dataset, df in frame.groupby("dataset", sort=False):
-            top1 = dict(zip(df["method"], df["top1"]))
-            for claim, pairs in _PAIRWISE_CLAIMS.items():
-                checks = [top1[a] > top1[b] for a, b in pairs if a in top1 and b in top1]
-                rows.append({"claim": claim, "source": source, "dataset": dataset, "holds": _count(checks)})
-            others = [m for m in PAPER_METHODS if m != "HKD+RKD-DA" and m in top1]
-            best = [all(top1["HKD+RKD-DA"] > top1[m] for m in others)] if "HKD+RKD-DA" in top1 and others else []
-            rows.append({"claim": _BEST_CLAIM, "source": source, "dataset": dataset, "holds": _count(best)})
-    table = pd.DataFrame(rows)
-    return table.pivot_table(index="claim", columns=["source", "dataset"], values="holds", aggfunc="first", sort=False)
-
-
-def _count(checks: list[bool]) -> str:
-    return f"{sum(checks)}/{len(checks)}" if checks else "n/a"
-
-
-# bar colour per student: blue with RKD, orange with RRD, grey for the other baselines
-_BAR_COLOURS = {
-    "RKD-D": "C0", "RKD-DA": "C0", "HKD+RKD-DA": "C0", "FitNet+RKD-DA": "C0", "Attention+RKD-DA": "C0",
-    "RRD": "C1", "RRD+HKD": "C1",
-    "HKD": "C7", "FitNet": "C7", "Attention": "C7",
-}
-
-
-def plot(results: pd.DataFrame):
-    """Gain of each student over the baseline (percentage points), one panel per dataset:
-    the paper's two, then ours. Differences, not accuracies, are comparable across scales."""
-    import matplotlib.pyplot as plt
-
-    panels = [("paper", d, df) for d, df in _paper_long().groupby("dataset", sort=False)]
-    scale = results["scale"].iloc[0] if len(results) else "?"
-    panels += [(f"ours ({scale})", d, df) for d, df in results.groupby("dataset", sort=False)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.8), sharey=True, squeeze=False)
-    students = [m for m in METHODS if m != "Baseline"]
-    for ax, (source, dataset, df) in zip(axes[0], panels):
-        top1 = dict(zip(df["method"], df["top1"]))
-        baseline = top1.get("Baseline")
-        gains = [top1[m] - baseline if baseline is not None and m in top1 else float("nan") for m in students]
-        ax.barh(range(len(students)), gains, color=[_BAR_COLOURS[m] for m in students])
-        ax.axvline(0, color="k", linewidth=0.8)
-        if baseline is not None and TEACHER_ROW in top1:
-            ax.axvline(top1[TEACHER_ROW] - baseline, color="k", linestyle=":", linewidth=1, label="teacher")
-        ax.set_yticks(range(len(students)), students, fontsize=8)
-        ax.set_title(f"{dataset}\n{source}", fontsize=10)
-        ax.set_xlabel("top-1 gain over baseline (points)")
-        ax.grid(axis="x", alpha=0.3)
-    axes[0][0].invert_yaxis()  # the y axis is shared: invert it once, so the paper's order reads top-down
-    axes[0][0].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    return fig
+EXPERIMENT = Table4()

@@ -36,7 +36,7 @@ def prototypical_logits(support: Tensor, support_labels: Tensor, query: Tensor) 
 
 
 def _query_targets(classes: Tensor, query_labels: Tensor) -> Tensor:
-    position = torch.searchsorted(classes, query_labels)
+    position = torch.searchsorted(classes.contiguous(), query_labels.contiguous())
     position = position.clamp_max(classes.shape[0] - 1)
     if not torch.equal(classes[position], query_labels):
         raise ValueError("every query label must appear among the support labels")

@@ -42,7 +42,7 @@ def hkd(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 4.0
 
 
 class FitNetLoss(nn.Module):
-    """FitNet hint loss, eq. 3: ``mean (beta(s) - t)^2`` with a learned linear regressor beta.
+    """FitNet hint loss, eq. 3: ``mean (beta(s) - t)^2`` with a linear regressor beta.
 
     For feature maps [N, C, H, W] beta is a 1x1 convolution C_s -> C_t; when the spatial
     sizes differ, the regressed map is adaptive-average-pooled to the teacher's H x W
@@ -50,11 +50,22 @@ class FitNetLoss(nn.Module):
     Linear D_s -> D_t. As in the authors' code, beta has no bias and starts from
     U(-0.005, 0.005), and the reduction is the mean over every element (N * C * H * W).
 
-    beta's parameters are submodules of this loss: give them to the optimiser (the
-    Distiller's ``trainable_parameters()`` does; the authors' code forgot to).
+    ``learn_regressor=True`` (default): beta's weight is a trainable parameter of this
+    loss; give it to the optimiser (the Distiller's ``trainable_parameters()`` does, and
+    ``rkd.train.fit`` passes every parameter that requires grad). This is FitNet as its
+    paper and the RKD paper describe it.
+
+    ``learn_regressor=False``: beta stays at its random initialisation. Its weight is
+    still a parameter (so it is in the state_dict and follows ``.to()``), but with
+    ``requires_grad=False``, so it receives no gradient and no optimiser that skips such
+    parameters (``rkd.train.fit``; torch's Adam and SGD) changes it. This is what the
+    authors' ``run_distill_fitnet.py`` did: its regressors (``metric/loss.py``,
+    ``FitNet``) were never given to the optimiser, so the paper's FitNet column was
+    trained through fixed random regressors.
     """
 
-    def __init__(self, student_channels: int, teacher_channels: int, spatial: bool = True):
+    def __init__(self, student_channels: int, teacher_channels: int, spatial: bool = True,
+                 learn_regressor: bool = True):
         super().__init__()
         if student_channels < 1 or teacher_channels < 1:
             raise ValueError(
@@ -63,11 +74,13 @@ class FitNetLoss(nn.Module):
         self.student_channels = int(student_channels)
         self.teacher_channels = int(teacher_channels)
         self.spatial = bool(spatial)
+        self.learn_regressor = bool(learn_regressor)
         if self.spatial:
             self.regressor = nn.Conv2d(student_channels, teacher_channels, kernel_size=1, bias=False)
         else:
             self.regressor = nn.Linear(student_channels, teacher_channels, bias=False)
         nn.init.uniform_(self.regressor.weight, -0.005, 0.005)
+        self.regressor.weight.requires_grad_(self.learn_regressor)
 
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
         expected_dim = 4 if self.spatial else 2
@@ -90,7 +103,8 @@ class FitNetLoss(nn.Module):
         return F.mse_loss(regressed, teacher.detach())
 
     def extra_repr(self) -> str:
-        return f"{self.student_channels} -> {self.teacher_channels}, spatial={self.spatial}"
+        return (f"{self.student_channels} -> {self.teacher_channels}, spatial={self.spatial}, "
+                f"learn_regressor={self.learn_regressor}")
 
 
 def _spatial_energy(features: Tensor) -> Tensor:

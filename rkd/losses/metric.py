@@ -1,4 +1,18 @@
-"""Metric-learning losses: triplet with distance-weighted sampling (eq. 12) and DarkRank."""
+"""Metric-learning losses: triplet with distance-weighted sampling (eq. 12) and DarkRank.
+
+Where the paper's text and the authors' code (``lenscloth/RKD``, ``metric/loss.py`` and
+``metric/pairsampler.py``) differ, both forms are here, chosen by an option; the book's
+Fidelity page says which produced the printed numbers:
+
+- :func:`triplet_loss` / :class:`TripletLoss`: ``squared=True`` is eq. 12 (squared
+  distances); ``squared=False`` is the code's ``F.triplet_margin_loss(p=2)`` (plain
+  distances), which trained the printed teachers and baselines.
+- :class:`DistanceWeightedSampler`: ``authors_numerics=False`` samples as Wu et al.
+  describe; ``authors_numerics=True`` reproduces the code's float32 normalisation, under
+  which every negative weight underflows at embedding size 512 (uniform negatives).
+- :class:`DarkRankLoss`: ``normalizer="top_k"`` (default) is the code's ``HardDarkRank``;
+  ``"all_remaining"`` normalises over the whole remaining batch.
+"""
 from __future__ import annotations
 
 import math
@@ -7,22 +21,41 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["triplet_loss", "DistanceWeightedSampler", "TripletLoss", "DarkRankLoss"]
+from ..portable import sqrt as portable_sqrt
+
+__all__ = ["triplet_loss", "DistanceWeightedSampler", "TripletLoss", "DarkRankLoss", "DARKRANK_NORMALIZERS"]
+
+# The eps that F.pairwise_distance adds to each difference, ||a - b + eps||: the authors'
+# F.triplet_margin_loss(p=2) measures distances this way.
+PAIRWISE_DISTANCE_EPS = 1e-6
 
 
-def triplet_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 0.2) -> Tensor:
-    """Eq. 12 averaged over the triplets: ``mean [||a - p||^2 - ||a - n||^2 + m]_+``.
+def triplet_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 0.2,
+                 squared: bool = True) -> Tensor:
+    """The triplet loss averaged over the triplets.
 
-    Squared Euclidean distances, as the paper writes it (the authors' code used
-    ``F.triplet_margin_loss``, i.e. plain distances; the paper's equation wins).
+    ``squared=True`` (default): eq. 12 as the paper writes it,
+    ``mean [||a - p||^2 - ||a - n||^2 + m]_+``.
+
+    ``squared=False``: the authors' code, ``F.triplet_margin_loss(a, p, n, margin, p=2)``,
+    i.e. ``mean [||a - p + eps|| - ||a - n + eps|| + m]_+`` on plain (not squared)
+    Euclidean distances, with ``eps = 1e-6`` added to each difference as
+    ``F.pairwise_distance`` does. This form trained the paper's teachers and its
+    Triplet, FitNet, Attention and DarkRank rows. The same margin 0.2 is a different
+    constraint on plain and on squared distances, so the two losses (and their
+    gradients) differ on the same triplets.
     """
     if not (anchor.shape == positive.shape == negative.shape) or anchor.dim() != 2:
         raise ValueError(
             f"triplet_loss expects three [T, D] tensors of one shape, got {tuple(anchor.shape)}, "
             f"{tuple(positive.shape)}, {tuple(negative.shape)}"
         )
-    positive_distance = (anchor - positive).pow(2).sum(dim=1)
-    negative_distance = (anchor - negative).pow(2).sum(dim=1)
+    if squared:
+        positive_distance = (anchor - positive).pow(2).sum(dim=1)
+        negative_distance = (anchor - negative).pow(2).sum(dim=1)
+    else:
+        positive_distance = F.pairwise_distance(anchor, positive, p=2.0, eps=PAIRWISE_DISTANCE_EPS)
+        negative_distance = F.pairwise_distance(anchor, negative, p=2.0, eps=PAIRWISE_DISTANCE_EPS)
     return F.relu(positive_distance - negative_distance + margin).mean()
 
 
@@ -33,44 +66,89 @@ def _class_masks(labels: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class DistanceWeightedSampler(nn.Module):
-    """Distance-weighted negative sampling (Wu et al., 2017).
+    """Distance-weighted negative sampling (Wu et al., 2017), in one of two numerics.
 
     For every ordered positive pair (a, p) one negative n is drawn with probability
     proportional to ``1 / q(d_an)``, where ``q(d) ~ d^(D-2) (1 - d^2/4)^((D-3)/2)`` is the
     density of distances between uniform points on the unit sphere in R^D, so
-    ``log w = (2 - D) log d - ((D - 3)/2) log(1 - d^2/4)`` (computed in log space and
-    normalised per anchor with a max shift). Distances are clamped below at ``cutoff``;
-    weights are zero for same-class points and for ``d >= nonzero_loss_cutoff`` (their
-    triplets would have zero loss). An anchor with no weighted negative falls back to a
-    uniform draw over its other-class points. Assumes L2-normalised embeddings.
+    ``log w = (2 - D) log d - ((D - 3)/2) log(1 - d^2/4)``. Distances are clamped below at
+    ``cutoff``; weights are zero for same-class points and for ``d >= nonzero_loss_cutoff``
+    (their triplets would have zero loss). An anchor with no weighted negative falls back
+    to a uniform draw over its other-class points.
+
+    ``authors_numerics=False`` (default), as Wu et al. describe: float64, the embeddings
+    used as given (the model's L2-normalised outputs are assumed), and each anchor's
+    log-weights shifted by their maximum over its *allowed negatives* before ``exp``, so
+    the closest allowed negative always has weight 1 and nothing underflows.
+
+    ``authors_numerics=True`` reproduces the authors' ``DistanceWeighted`` sampler
+    (``lenscloth/RKD``, ``metric/pairsampler.py``): the embeddings are L2-normalised
+    first (even an unnormalised student's), distances come from the float32 Gram form
+    with the diagonal set to 1, and each row's log-weights are shifted by their maximum
+    over *all* entries, positives and the anchor itself included. A close positive
+    then has a log-weight far above every negative's: at D = 512 a positive at
+    distance 0.7 scores about 215 and a negative at 1.2 about 21, ``exp(-194)``
+    underflows in float32, every negative weight is 0 and the anchor falls back to
+    uniform negatives. So the paper's 512-d teachers were in effect trained with
+    uniformly drawn negatives, while at D <= 128 the weights survive. One guard the
+    authors' code lacks: ``1 - d^2/4`` is clamped at the smallest float32 so that a
+    pair at distance 2 (antipodal, or past it by rounding) gets a finite weight
+    instead of NaN; such pairs are beyond ``nonzero_loss_cutoff`` anyway.
 
     Draws use ``generator`` when given (deterministic for a seeded generator), else the
     global RNG. Returns index tensors (anchor, positive, negative), with no gradient.
     """
 
     def __init__(self, cutoff: float = 0.5, nonzero_loss_cutoff: float = 1.4,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, authors_numerics: bool = False):
         super().__init__()
         self.cutoff = float(cutoff)
         self.nonzero_loss_cutoff = float(nonzero_loss_cutoff)
         self.generator = generator
+        self.authors_numerics = bool(authors_numerics)
 
-    def negative_weights(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        """[N, N] sampling probabilities: row a is the distribution of a's negative."""
-        n, dim = embeddings.shape
-        _, negative = _class_masks(labels)
+    def _log_weights(self, distance: Tensor, dim: int, floor: float) -> Tensor:
+        return (2.0 - dim) * distance.log() - ((dim - 3.0) / 2.0) * (
+            1.0 - 0.25 * (distance * distance)).clamp_min(floor).log()
+
+    def _wu_weights(self, embeddings: Tensor, negative: Tensor) -> Tensor:
         x = embeddings.detach().to(torch.float64)
-        distance = torch.cdist(x, x).clamp_min(self.cutoff)
+        norms = (x * x).sum(dim=1)
+        # squared distances from the Gram matrix; below the cut-off they are clamped anyway
+        squared = (norms.unsqueeze(1) + norms.unsqueeze(0) - 2.0 * x @ x.T).clamp_min(self.cutoff ** 2)
+        distance = portable_sqrt(squared)
         # q(d) vanishes at d = 2; keep the log finite (such points are beyond the loss cut-off anyway)
-        log_weight = (2.0 - dim) * distance.log() - ((dim - 3.0) / 2.0) * (
-            1.0 - 0.25 * distance.pow(2)).clamp_min(1e-12).log()
+        log_weight = self._log_weights(distance, x.shape[1], 1e-12)
         allowed = negative & (distance < self.nonzero_loss_cutoff)
         log_weight = log_weight.masked_fill(~allowed, -math.inf)
         row_max = log_weight.max(dim=1, keepdim=True).values
-        weight = torch.exp(log_weight - torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max)))
+        return torch.exp(log_weight - torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max)))
+
+    def _authors_weights(self, embeddings: Tensor, negative: Tensor) -> Tensor:
+        x = F.normalize(embeddings.detach().to(torch.float32), dim=1)
+        n = x.shape[0]
+        squared_norms = x.pow(2).sum(dim=1)
+        squared = (squared_norms.unsqueeze(1) + squared_norms.unsqueeze(0) - 2 * x @ x.T).clamp_min(1e-12)
+        squared.fill_diagonal_(0.0)
+        # the diagonal becomes distance 1: the anchor itself takes part in the row maximum
+        distance = portable_sqrt(squared + torch.eye(n, dtype=squared.dtype, device=squared.device))
+        distance = distance.clamp_min(self.cutoff)
+        log_weight = self._log_weights(distance, x.shape[1], torch.finfo(torch.float32).tiny)
+        weight = torch.exp(log_weight - log_weight.max(dim=1, keepdim=True).values)
+        return weight * (negative & (distance < self.nonzero_loss_cutoff)).to(weight.dtype)
+
+    def negative_weights(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """[N, N] sampling probabilities: row a is the distribution of a's negative
+        (float64 for Wu et al.'s numerics, float32 for the authors')."""
+        _, negative = _class_masks(labels)
+        if self.authors_numerics:
+            weight = self._authors_weights(embeddings, negative)
+        else:
+            weight = self._wu_weights(embeddings, negative)
         no_candidate = weight.sum(dim=1, keepdim=True) == 0
         weight = torch.where(no_candidate, negative.to(weight.dtype), weight)
-        return weight / weight.sum(dim=1, keepdim=True).clamp_min(1e-300)
+        total = weight.sum(dim=1, keepdim=True)
+        return weight / torch.where(total > 0, total, torch.ones_like(total))  # a row without negatives stays 0
 
     @torch.no_grad()
     def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -93,28 +171,39 @@ class DistanceWeightedSampler(nn.Module):
         negative_idx = torch.multinomial(weights.float(), 1, generator=self.generator).squeeze(1)
         return anchor_idx, positive_idx, negative_idx.to(anchor_idx.device)
 
+    def extra_repr(self) -> str:
+        return (f"cutoff={self.cutoff}, nonzero_loss_cutoff={self.nonzero_loss_cutoff}, "
+                f"authors_numerics={self.authors_numerics}")
+
 
 class TripletLoss(nn.Module):
-    """Triplet loss, eq. 12 (margin 0.2, squared L2), over sampled triplets.
+    """Triplet loss over sampled triplets: eq. 12 (``squared=True``, margin 0.2) or the
+    authors' code's plain-distance form (``squared=False``, see :func:`triplet_loss`).
 
     ``forward(embeddings, labels)`` draws one negative per ordered positive pair with
     ``sampler`` (default: :class:`DistanceWeightedSampler` with cut-offs 0.5 and 1.4, the
-    authors' values) and returns the mean of eq. 12 over those triplets. Expects the
+    authors' values) and returns the mean loss over those triplets. Expects the
     model's L2-normalised embeddings and does not normalise them itself, so that an
     unnormalised student trains the way Table 1's "without l2 norm" rows did.
     """
 
-    def __init__(self, margin: float = 0.2, sampler: nn.Module | None = None):
+    def __init__(self, margin: float = 0.2, sampler: nn.Module | None = None, squared: bool = True):
         super().__init__()
         self.margin = float(margin)
+        self.squared = bool(squared)
         self.sampler = sampler if sampler is not None else DistanceWeightedSampler(0.5, 1.4)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         anchor, positive, negative = self.sampler(embeddings, labels)
-        return triplet_loss(embeddings[anchor], embeddings[positive], embeddings[negative], self.margin)
+        return triplet_loss(embeddings[anchor], embeddings[positive], embeddings[negative], self.margin,
+                            squared=self.squared)
 
     def extra_repr(self) -> str:
-        return f"margin={self.margin}"
+        return f"margin={self.margin}, squared={self.squared}"
+
+
+# How DarkRankLoss normalises each Plackett-Luce factor; the first is the default.
+DARKRANK_NORMALIZERS = ("top_k", "all_remaining")
 
 
 class DarkRankLoss(nn.Module):
@@ -127,23 +216,32 @@ class DarkRankLoss(nn.Module):
 
         log P(pi | s) = sum_{j=1..k} [ s_{pi_j} - log sum_{x in R_j} exp(s_x) ],
 
-    and the loss is its negative, averaged over anchors. Choice made here: R_j is every
-    non-self point not yet placed (all candidates minus pi_1..pi_{j-1}), i.e. the first k
-    factors of DarkRank's listwise likelihood over the whole batch, so k = N - 1
-    reproduces the full HardRank loss. (The RKD authors' code normalises over the k
-    selected points only, which ignores how the top-k compare with the rest; pass
-    ``normalize_over_top_k_only=True`` for that form.) ``k=None`` uses the whole list.
+    and the loss is its negative, averaged over anchors. ``normalizer`` chooses R_j:
+
+    - ``"top_k"`` (default): R_j = {pi_j, ..., pi_k}, the rest of the top-k list only.
+      This is the RKD authors' ``HardDarkRank`` (``lenscloth/RKD``, ``metric/loss.py``,
+      ``permute_len=4``), the form the paper's grid search (alpha 3, beta 3, lambda 1)
+      was run with and the DarkRank column was printed from.
+    - ``"all_remaining"``: R_j = every non-self point not yet placed (all candidates
+      minus pi_1..pi_{j-1}), i.e. the first k factors of DarkRank's listwise likelihood
+      over the whole batch, so ``k=N-1`` gives the full HardRank loss. Its normalisers
+      hold more terms, so it is never smaller than ``"top_k"``, and on spread-out
+      embeddings it is much larger: the paper's lambda was not tuned for it.
+
+    ``k=None`` uses the whole list (both normalisers then agree).
     """
 
-    def __init__(self, alpha: float = 3.0, beta: float = 3.0, k: int | None = 4,
-                 normalize_over_top_k_only: bool = False):
+    def __init__(self, alpha: float = 3.0, beta: float = 3.0, k: int | None = 4, normalizer: str = "top_k"):
         super().__init__()
         if k is not None and k < 1:
             raise ValueError(f"DarkRankLoss: k must be >= 1 or None, got {k}")
+        if normalizer not in DARKRANK_NORMALIZERS:
+            raise ValueError(f"DarkRankLoss: unknown normalizer {normalizer!r}; "
+                             f"valid: {', '.join(DARKRANK_NORMALIZERS)}")
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.k = k
-        self.normalize_over_top_k_only = bool(normalize_over_top_k_only)
+        self.normalizer = normalizer
 
     def _scores(self, x: Tensor) -> Tensor:
         # -alpha * d^beta from squared distances clamped at 1e-12: finite gradients on duplicates
@@ -169,7 +267,7 @@ class DarkRankLoss(nn.Module):
         student_scores = self._scores(student).masked_fill(self_mask, -math.inf)
         ranked = student_scores.gather(1, order)  # [N, k]
         pool = ranked
-        if not self.normalize_over_top_k_only and k < n - 1:
+        if self.normalizer == "all_remaining" and k < n - 1:
             # every step's normaliser also holds the candidates outside the top-k
             rest = student_scores.scatter(1, order, -math.inf)
             pool = torch.cat([ranked, torch.logsumexp(rest, dim=1, keepdim=True)], dim=1)
@@ -179,4 +277,4 @@ class DarkRankLoss(nn.Module):
         return -log_likelihood.mean()
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, beta={self.beta}, k={self.k}"
+        return f"alpha={self.alpha}, beta={self.beta}, k={self.k}, normalizer={self.normalizer!r}"

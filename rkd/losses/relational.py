@@ -7,15 +7,25 @@ clamped at 1e-12 before the square root; distances divided by the mean of the st
 positive pairwise distances; the unit vector of a zero difference is the zero vector.
 
 Neither RKD loss builds an N x N x D tensor. Everything that touches the feature
-dimension D is one N x N Gram matrix (O(N^2 D) time, O(N^2) memory); the angle loss
-then works on the N x N squared-distance matrix alone, via the law of cosines, chunked
-over the vertex so that memory stays O(chunk * N^2), with a hand-written backward.
+dimension D is one N x N Gram matrix (O(N^2 D) time, O(N^2) memory), refined by direct
+differences for the few pairs the Gram matrix cannot resolve; the angle loss then works
+on the N x N squared-distance matrix alone, via the law of cosines, chunked over the
+vertex so that memory stays O(chunk * N^2), with a hand-written backward. The law of
+cosines subtracts squared distances, which cancels badly for tight clusters; each
+squared distance is therefore carried as a (hi, lo) pair whose hi parts add exactly
+(:func:`_split_squared_distances`), which keeps float32 cosines as accurate as the
+authors' float32 unit vectors.
 """
 from __future__ import annotations
+
+import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..portable import sqrt as portable_sqrt
 
 __all__ = [
     "pairwise_squared_distances",
@@ -27,10 +37,21 @@ __all__ = [
 
 # Squared distances are clamped here before the square root (the authors' pdist).
 SQUARED_DISTANCE_CLAMP = 1e-12
-# Two rows count as coincident when their squared distance is below this fraction of
-# their squared (centred) norms: this is far above the rounding of the float64 Gram
-# matrix (~D * 1e-16) and far below any distance float32 embeddings can resolve.
+# Two rows count as coincident (distance 0, no gradient through their difference) when
+# their squared distance is below this fraction of their squared (centred) norms, i.e.
+# when they are closer than 1e-6 of their norms. This keeps gradients bounded on
+# near-duplicate rows; float32 resolves about 1e-7, so rows 1e-7 to 1e-6 apart count as
+# duplicates too. (Below DIRECT_RELATIVE_THRESHOLD the distances are exact, so the test
+# is not confused by the Gram matrix's rounding.)
 COINCIDENT_RELATIVE_TOLERANCE = 1e-12
+# Pairs whose Gram-matrix squared distance is below this fraction of their squared
+# (centred) norms are recomputed from their difference vector: there the float64 Gram
+# matrix's rounding (~1e-16 x the norms) would be more than ~1e-10 of the distance.
+# Well-spread embeddings have no such pair, so this costs nothing in training; tight
+# clusters (intra/inter distance ratio below ~1e-3) have a few.
+DIRECT_RELATIVE_THRESHOLD = 1e-6
+# Elements per [pairs, D] block when recomputing those pairs.
+DIRECT_CHUNK_ELEMENTS = 1 << 20
 # Elements per [chunk, N, N] block in the angle loss: 4 MiB of float32 on the CPU (a few
 # such blocks are alive at once), larger on GPUs, where each chunk costs kernel launches.
 ANGLE_CHUNK_ELEMENTS = 1 << 20
@@ -60,16 +81,50 @@ def _check_relational_inputs(student: Tensor, teacher: Tensor, minimum: int, los
         )
 
 
+class _DirectSquaredDistances(torch.autograd.Function):
+    """``sum_d (x[r_p, d] - x[c_p, d])^2`` for a list of pairs p = (r_p, c_p), in chunks of
+    pairs, with an analytic backward (``2 g_p (x_r - x_c)`` into row r, its negative into
+    row c), so that no [pairs, D] tensor is kept for autograd."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+        ctx.save_for_backward(x, rows, cols)
+        out = x.new_empty(rows.shape[0])
+        step = max(1, DIRECT_CHUNK_ELEMENTS // max(1, x.shape[1]))
+        for start in range(0, rows.shape[0], step):
+            stop = start + step
+            out[start:stop] = (x[rows[start:stop]] - x[cols[start:stop]]).pow_(2).sum(dim=1)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: Tensor):
+        x, rows, cols = ctx.saved_tensors
+        grad = torch.zeros_like(x)
+        step = max(1, DIRECT_CHUNK_ELEMENTS // max(1, x.shape[1]))
+        for start in range(0, rows.shape[0], step):
+            stop = start + step
+            r, c = rows[start:stop], cols[start:stop]
+            weighted = (x[r] - x[c]).mul_(2.0 * grad_output[start:stop].unsqueeze(1))
+            grad.index_add_(0, r, weighted)
+            grad.index_add_(0, c, weighted.neg_())
+        return grad, None, None
+
+
 def pairwise_squared_distances(x: Tensor) -> Tensor:
     """Squared Euclidean distances between the rows of ``x`` ([N, D] -> [N, N], float64).
 
     Computed from the Gram matrix of the centred rows in float64 (distances do not
     change under translation; centring and float64 keep the cancellation in
-    ``|x_i|^2 + |x_j|^2 - 2 <x_i, x_j>`` far below float32 resolution). The diagonal and
-    the entries of coincident rows (squared distance <= 1e-12 x the sum of their squared
-    centred norms) are set to exactly zero, so no rounding residue leaks into means or
-    gradients. Differentiable (autograd, O(N^2 + N D) memory); zeroed entries pass no
-    gradient.
+    ``|x_i|^2 + |x_j|^2 - 2 <x_i, x_j>`` far below float32 resolution). The pairs closer
+    than ``sqrt(1e-6)`` of their centred norms (:data:`DIRECT_RELATIVE_THRESHOLD`), for
+    which that cancellation would still cost more than ~1e-10 of the distance, are
+    recomputed from their difference vectors (exact for float32 inputs), so that tight
+    clusters keep full relative precision; well-spread embeddings have no such pair.
+    The diagonal and the entries of coincident rows (squared distance <= 1e-12 x the
+    sum of their squared centred norms) are set to exactly zero, so no rounding residue
+    leaks into means or gradients. Differentiable (autograd, O(N^2 + N D) memory);
+    zeroed entries pass no gradient.
     """
     centred = x.to(torch.float64, copy=True)
     centred -= centred.mean(dim=0, keepdim=True)  # in place: one N x D copy, not two
@@ -77,6 +132,11 @@ def pairwise_squared_distances(x: Tensor) -> Tensor:
     squared_norms = gram.diagonal()
     norm_sums = squared_norms.unsqueeze(1) + squared_norms.unsqueeze(0)
     squared = norm_sums - 2.0 * gram
+    with torch.no_grad():
+        rows, cols = (squared <= DIRECT_RELATIVE_THRESHOLD * norm_sums).triu_(diagonal=1).nonzero(as_tuple=True)
+    if rows.numel():
+        direct = _DirectSquaredDistances.apply(centred, rows, cols)
+        squared = squared.index_put((rows, cols), direct).index_put((cols, rows), direct)
     coincident = squared <= COINCIDENT_RELATIVE_TOLERANCE * norm_sums
     coincident.fill_diagonal_(True)
     return squared.masked_fill(coincident, 0.0)
@@ -87,7 +147,7 @@ def _normalized_distances(x: Tensor) -> Tensor:
     n = x.shape[0]
     squared = pairwise_squared_distances(x)
     off_diagonal = ~torch.eye(n, dtype=torch.bool, device=x.device)
-    distances = squared.clamp_min(SQUARED_DISTANCE_CLAMP).sqrt() * off_diagonal
+    distances = portable_sqrt(squared.clamp_min(SQUARED_DISTANCE_CLAMP)) * off_diagonal
     # After the clamp every off-diagonal distance is >= 1e-6 > 0, so this is the mean of
     # the strictly positive entries, as in the authors' code.
     mean_distance = distances.sum() / (n * (n - 1))
@@ -120,21 +180,60 @@ def rkd_distance(student: Tensor, teacher: Tensor) -> Tensor:
     return loss.to(student.dtype)
 
 
-def _vertex_cosines(squared: Tensor, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor]:
+class _SplitSquared(NamedTuple):
+    """A float64 squared-distance matrix carried in a working dtype: ``hi + lo`` equals
+    it to within the rounding of ``lo``; ``value`` is it rounded to the working dtype."""
+
+    hi: Tensor
+    lo: Tensor
+    value: Tensor
+
+
+def _split_squared_distances(squared: Tensor, dtype: torch.dtype) -> _SplitSquared:
+    """Split a float64 squared-distance matrix into ``hi + lo`` in ``dtype``.
+
+    ``hi`` is ``squared`` rounded to a multiple of one power of two q chosen so that
+    ``max(squared) <= 2^(p-2) q`` (p: the dtype's significand bits): every hi is an
+    integer times q below 2^(p-2), so ``hi_ij + hi_kj - hi_ik`` is exact in ``dtype``.
+    ``lo = squared - hi`` (|lo| <= q/2) keeps the rest. Summed as (exact hi part) + (lo
+    part), the law of cosines' numerator ``d_ij^2 + d_kj^2 - d_ik^2`` is off by a few
+    ulps of q, about 2^(2-2p) of the largest squared distance, where summing the rounded
+    squared distances directly is off by a few ulps of the largest one, 2^-p of it: in
+    float32, for points 1e-5 apart among points ~1 apart, ~1e-14 instead of ~1e-7 on a
+    numerator of ~1e-5.
+    """
+    significand_bits = 1 - round(math.log2(torch.finfo(dtype).eps))  # 24 for float32, 53 for float64
+    _, exponent = torch.frexp(squared.max().clamp_min(torch.finfo(torch.float64).tiny))
+    quantum = torch.ldexp(squared.new_ones(()), exponent - (significand_bits - 2))
+    hi = torch.round(squared / quantum).mul_(quantum)
+    return _SplitSquared(hi.to(dtype), (squared - hi).to(dtype), squared.to(dtype))
+
+
+def _vertex_cosines(squared: _SplitSquared, start: int, stop: int) -> tuple[Tensor, Tensor]:
     """Cosines at the vertices j in [start, stop) of every (i, j, k), from squared distances.
 
     ``cos(i, j, k) = (d_ij^2 + d_kj^2 - d_ik^2) / (2 d_ij d_kj)`` (law of cosines, the same
     number as <e_ij, e_kj>); 0 when d_ij or d_kj is zero (unit vector of a zero vector
-    is the zero vector, as in the authors' F.normalize). Returns the [c, N, N] cosines,
-    the [c, N, N] factors ``1 / (2 d_ij d_kj)`` (0 where a distance is zero) and the
-    [c, N] inverse distances to the vertex ``1 / d_ij`` (0 where the distance is zero).
+    is the zero vector, as in the authors' F.normalize). The numerator is summed from
+    the split matrices: the hi parts first (exact), then the lo parts. Returns the
+    [c, N, N] cosines and the [c, N] inverse distances to the vertex ``1 / d_ij`` (0
+    where the distance is zero). Only the cosines are a [c, N, N] block: the factor
+    ``1 / (2 d_ij d_kj)`` is applied as two broadcast products, never stored.
     """
-    to_vertex = squared[:, start:stop].T.contiguous()  # [c, N]: to_vertex[j, i] = d_ij^2
+    to_vertex = squared.value[:, start:stop].T.contiguous()  # [c, N]: to_vertex[j, i] = d_ij^2
+    hi = squared.hi[:, start:stop].T.contiguous()
+    lo = squared.lo[:, start:stop].T.contiguous()
     inverse_length = torch.where(to_vertex > 0, to_vertex.rsqrt(), torch.zeros_like(to_vertex))
-    half_inverse_product = (0.5 * inverse_length).unsqueeze(2) * inverse_length.unsqueeze(1)
-    cosines = to_vertex.unsqueeze(2) + to_vertex.unsqueeze(1)
-    cosines.sub_(squared).mul_(half_inverse_product)
-    return cosines, half_inverse_product, inverse_length
+    cosines = hi.unsqueeze(2) + hi.unsqueeze(1)
+    cosines.sub_(squared.hi)  # exact: hi_ij + hi_kj - hi_ik
+    cosines.add_(lo.unsqueeze(2)).add_(lo.unsqueeze(1)).sub_(squared.lo)
+    _scale_by_half_inverse_product(cosines, inverse_length)
+    return cosines, inverse_length
+
+
+def _scale_by_half_inverse_product(block: Tensor, inverse_length: Tensor) -> Tensor:
+    """``block[j, i, k] *= 1 / (2 d_ij d_kj)``, in place."""
+    return block.mul_(inverse_length.unsqueeze(2)).mul_((0.5 * inverse_length).unsqueeze(1))
 
 
 def _vertex_chunks(n: int, device: torch.device):
@@ -145,7 +244,8 @@ def _vertex_chunks(n: int, device: torch.device):
 
 
 class _AngleLossFromSquaredDistances(torch.autograd.Function):
-    """Eq. 10 (smooth-L1 mean over all N^3 triples) from two N x N squared-distance matrices.
+    """Eq. 10 (smooth-L1 mean over all N^3 triples) from two N x N float64 squared-distance
+    matrices, computed in ``work_dtype`` (default: theirs) from their (hi, lo) splits.
 
     The backward recomputes the cosines chunk by chunk instead of saving N^3 values.
     With c the student cosine at vertex j, a_i = d_ij^2, b_ik = d_ik^2 and
@@ -158,26 +258,32 @@ class _AngleLossFromSquaredDistances(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, student_squared: Tensor, teacher_squared: Tensor) -> Tensor:
+    def forward(ctx, student_squared: Tensor, teacher_squared: Tensor,
+                work_dtype: torch.dtype | None = None) -> Tensor:
+        work_dtype = student_squared.dtype if work_dtype is None else work_dtype
         n = student_squared.shape[0]
-        total = student_squared.new_zeros(())
+        student_split = _split_squared_distances(student_squared, work_dtype)
+        teacher_split = _split_squared_distances(teacher_squared, work_dtype)
+        total = student_split.value.new_zeros(())
         for start, stop in _vertex_chunks(n, student_squared.device):
-            student_cos = _vertex_cosines(student_squared, start, stop)[0]
-            teacher_cos = _vertex_cosines(teacher_squared, start, stop)[0]
+            student_cos = _vertex_cosines(student_split, start, stop)[0]
+            teacher_cos = _vertex_cosines(teacher_split, start, stop)[0]
             total += F.smooth_l1_loss(student_cos, teacher_cos, reduction="sum", beta=1.0)
-        ctx.save_for_backward(student_squared, teacher_squared)
+        ctx.save_for_backward(*student_split, *teacher_split)
+        ctx.input_dtype = student_squared.dtype
         return total / n**3
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output: Tensor):
-        student_squared, teacher_squared = ctx.saved_tensors
-        n = student_squared.shape[0]
-        grad = torch.zeros_like(student_squared)
-        for start, stop in _vertex_chunks(n, student_squared.device):
+        student_split = _SplitSquared(*ctx.saved_tensors[:3])
+        teacher_split = _SplitSquared(*ctx.saved_tensors[3:])
+        n = student_split.value.shape[0]
+        grad = torch.zeros_like(student_split.value)
+        for start, stop in _vertex_chunks(n, grad.device):
             c = stop - start
-            student_cos, half_inverse_product, inverse_length = _vertex_cosines(student_squared, start, stop)
-            teacher_cos = _vertex_cosines(teacher_squared, start, stop)[0]
+            student_cos, inverse_length = _vertex_cosines(student_split, start, stop)
+            teacher_cos = _vertex_cosines(teacher_split, start, stop)[0]
             # smooth-L1 derivative (beta 1), written over the teacher block to save memory
             g = torch.sub(student_cos, teacher_cos, out=teacher_cos).clamp_(-1.0, 1.0)
             # sum_k g_ik c_ik, as a batch of dot products
@@ -187,9 +293,9 @@ class _AngleLossFromSquaredDistances(torch.autograd.Function):
             grad_to_vertex = g_over_lengths - g_dot_cos * inverse_length.pow(2)  # [c, N]
             grad[:, start:stop] += grad_to_vertex.T
             # sum over the vertices of g_ik / (2 d_ij d_kj)
-            weighted = g.mul_(half_inverse_product).view(c, n * n)
+            weighted = _scale_by_half_inverse_product(g, inverse_length).view(c, n * n)
             grad -= (weighted.new_ones(1, c) @ weighted).view(n, n)
-        return grad * (grad_output / n**3), None
+        return (grad * (grad_output / n**3)).to(ctx.input_dtype), None, None
 
 
 def rkd_angle(student: Tensor, teacher: Tensor) -> Tensor:
@@ -224,9 +330,9 @@ def rkd_angle(student: Tensor, teacher: Tensor) -> Tensor:
     _check_relational_inputs(student, teacher, minimum=3, loss_name="rkd_angle")
     work_dtype = torch.promote_types(torch.promote_types(student.dtype, teacher.dtype), torch.float32)
     with torch.no_grad():
-        teacher_squared = pairwise_squared_distances(teacher.detach()).to(work_dtype)
-    student_squared = pairwise_squared_distances(student).to(work_dtype)
-    loss = _AngleLossFromSquaredDistances.apply(student_squared, teacher_squared)
+        teacher_squared = pairwise_squared_distances(teacher.detach())
+    student_squared = pairwise_squared_distances(student)
+    loss = _AngleLossFromSquaredDistances.apply(student_squared, teacher_squared, work_dtype)
     return loss.to(student.dtype)
 
 
@@ -259,12 +365,28 @@ class RRDLoss(nn.Module):
     Student and teacher embeddings are projected to ``feat_dim`` by ``embed_s`` /
     ``embed_t`` (Linear) and L2-normalised. Against a FIFO queue of past (projected,
     normalised) teacher embeddings Q, the teacher distribution is
-    ``p_t = softmax(z_t Q^T / tau_t)`` and the student's ``p_s = softmax(z_s Q^T / tau_s)``
-    (tau_s < tau_t: the student's is sharper). The loss is the cross-entropy
-    ``-sum_q p_t log p_s`` with p_t detached, averaged over the batch. After the loss is
-    computed, and only in training mode, the batch's teacher embeddings replace the
-    oldest queue rows (wrapping around; any batch size, a batch larger than the queue
-    keeps its last ``queue_size`` rows).
+    ``p_t = softmax(z_t Q^T / tau_t)`` and the student's ``p_s = softmax(z_s Q^T / tau_s)``.
+    The loss is the cross-entropy ``-sum_q p_t log p_s`` with p_t detached, averaged over
+    the batch. In training mode the batch's teacher embeddings then replace the oldest
+    queue rows (wrapping around; any batch size, a batch larger than the queue keeps its
+    last ``queue_size`` rows); in eval mode the queue is left alone.
+
+    Version followed: the RRD code of 2024, ``distillers/RRD.py`` of
+    ``giakoumoglou/distillers`` (the repository ``giakoumoglou/rrd`` points to), whose
+    ``train_student.py`` defaults are ``nce_t_s = 0.04``, ``nce_t_t = 0.10`` and whose
+    loss enqueues the batch *after* computing the similarities. These are the defaults
+    here (tau_s < tau_t: the student's distribution is the sharper one).
+
+    The later code (``cifar/distillers/RRD.py``, ``RRD_FifoMemory_Loss``, with
+    ``cifar/train_student.py`` defaults ``nce_t_s = 0.1``, ``nce_t_t = 0.02``) enqueues the
+    batch *before* computing the similarities, so each example's own teacher key is among
+    its anchors, and makes the teacher's distribution the sharper one. Get it with
+    ``enqueue_before_loss=True, tau_s=0.1, tau_t=0.02``.
+
+    One difference from every version of their code: they normalise the random initial
+    queue along dim 0 (each of its ``feat_dim`` columns has unit norm, so its rows are
+    nearly zero); here each initial row is a unit vector, like the keys that replace
+    them. Only the first ``queue_size / batch`` steps see initial rows.
 
     Buffers: ``queue`` [queue_size, feat_dim] (random unit rows at init, drawn from the
     global torch RNG) and ``queue_ptr`` (long scalar, next row to overwrite); both are in
@@ -279,6 +401,7 @@ class RRDLoss(nn.Module):
         queue_size: int = 16384,
         tau_s: float = 0.04,
         tau_t: float = 0.10,
+        enqueue_before_loss: bool = False,
     ):
         super().__init__()
         for name, value in (("student_dim", student_dim), ("teacher_dim", teacher_dim),
@@ -289,6 +412,7 @@ class RRDLoss(nn.Module):
             raise ValueError(f"RRDLoss: temperatures must be positive, got tau_s={tau_s}, tau_t={tau_t}")
         self.tau_s = float(tau_s)
         self.tau_t = float(tau_t)
+        self.enqueue_before_loss = bool(enqueue_before_loss)
         self.embed_s = nn.Linear(student_dim, feat_dim)
         self.embed_t = nn.Linear(teacher_dim, feat_dim)
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, feat_dim), dim=1))
@@ -324,13 +448,16 @@ class RRDLoss(nn.Module):
         student_keys = F.normalize(self.embed_s(student), dim=1)
         with torch.no_grad():
             teacher_keys = F.normalize(self.embed_t(teacher.detach()), dim=1)
-            anchors = self.queue.clone()  # the enqueue below must not alter what was used
+            if self.training and self.enqueue_before_loss:
+                self.enqueue(teacher_keys)
+            anchors = self.queue.clone()  # a later enqueue must not alter what was used
             teacher_probs = F.softmax(teacher_keys @ anchors.T / self.tau_t, dim=1)
         student_log_probs = F.log_softmax(student_keys @ anchors.T / self.tau_s, dim=1)
         loss = -(teacher_probs * student_log_probs).sum(dim=1).mean()
-        if self.training:
+        if self.training and not self.enqueue_before_loss:
             self.enqueue(teacher_keys)
         return loss
 
     def extra_repr(self) -> str:
-        return f"queue_size={self.queue_size}, tau_s={self.tau_s}, tau_t={self.tau_t}"
+        return (f"queue_size={self.queue_size}, tau_s={self.tau_s}, tau_t={self.tau_t}, "
+                f"enqueue_before_loss={self.enqueue_before_loss}")

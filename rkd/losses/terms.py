@@ -97,14 +97,21 @@ LOSS_TERMS: Registry = Registry("loss term")
 
 
 class TripletTerm(LossTerm):
-    """Eq. 12 on the student's ``"embedding"`` with distance-weighted sampling."""
+    """The triplet loss on the student's ``"embedding"`` with distance-weighted sampling.
+
+    ``squared`` (default True: eq. 12) and ``authors_numerics`` (default False: Wu et
+    al.'s sampling) choose between the paper's text and the authors' code; see
+    :func:`rkd.losses.triplet_loss` and :class:`rkd.losses.DistanceWeightedSampler`.
+    """
 
     needs_teacher = False
     term_name = "triplet"
 
-    def __init__(self, margin: float = 0.2, cutoff: float = 0.5, nonzero_loss_cutoff: float = 1.4):
+    def __init__(self, margin: float = 0.2, cutoff: float = 0.5, nonzero_loss_cutoff: float = 1.4,
+                 squared: bool = True, authors_numerics: bool = False):
         super().__init__()
-        self.loss = TripletLoss(margin, DistanceWeightedSampler(cutoff, nonzero_loss_cutoff))
+        sampler = DistanceWeightedSampler(cutoff, nonzero_loss_cutoff, authors_numerics=authors_numerics)
+        self.loss = TripletLoss(margin, sampler, squared=squared)
 
     def forward(self, student, teacher, labels):
         return self.loss(_output(student, EMBEDDING, "student", self.term_name), labels)
@@ -203,12 +210,16 @@ class FitNetTerm(LossTerm):
 
     Each hint is ``"embedding"`` (a Linear regressor) or a feature tap (a 1x1 conv
     regressor); the regressors are the submodules ``regressors[hint]``.
+    ``learn_regressors=False`` keeps them at their random initialisation, as the
+    authors' code did (see :class:`rkd.losses.FitNetLoss`).
     """
 
     term_name = "fitnet"
 
-    def __init__(self, context: TermContext, hints: Sequence[str] = (*BLOCKS, EMBEDDING)):
+    def __init__(self, context: TermContext, hints: Sequence[str] = (*BLOCKS, EMBEDDING),
+                 learn_regressors: bool = True):
         super().__init__()
+        self.learn_regressors = bool(learn_regressors)
         if isinstance(hints, str):
             hints = (hints,)
         if not hints:
@@ -219,7 +230,8 @@ class FitNetTerm(LossTerm):
             if hint == EMBEDDING:
                 if context.teacher_dim is None:
                     raise ValueError("fitnet on 'embedding' needs TermContext.teacher_dim")
-                self.regressors[hint] = FitNetLoss(context.student_dim, context.teacher_dim, spatial=False)
+                self.regressors[hint] = FitNetLoss(context.student_dim, context.teacher_dim, spatial=False,
+                                                   learn_regressor=self.learn_regressors)
                 continue
             missing = [role for role, taps in (("student", context.student_tap_channels),
                                                ("teacher", context.teacher_tap_channels)) if hint not in taps]
@@ -229,7 +241,8 @@ class FitNetTerm(LossTerm):
                     f"(TermContext tap channels: student {dict(context.student_tap_channels)}, teacher "
                     f"{dict(context.teacher_tap_channels)}); build the models with taps={BLOCKS}"
                 )
-            self.regressors[hint] = FitNetLoss(context.student_tap_channels[hint], context.teacher_tap_channels[hint])
+            self.regressors[hint] = FitNetLoss(context.student_tap_channels[hint], context.teacher_tap_channels[hint],
+                                               learn_regressor=self.learn_regressors)
 
     def forward(self, student, teacher, labels):
         total = None
@@ -260,13 +273,15 @@ class AttentionTerm(LossTerm):
 
 
 class DarkRankTerm(_EmbeddingPairTerm):
-    """DarkRank (HardRank) on ``"embedding"``."""
+    """DarkRank (HardRank) on ``"embedding"``; ``normalizer`` as in :class:`rkd.losses.DarkRankLoss`
+    (default ``"top_k"``, the authors' ``HardDarkRank``)."""
 
     term_name = "darkrank"
 
-    def __init__(self, alpha: float = 3.0, beta: float = 3.0, k: int | None = 4, normalize: bool = False):
+    def __init__(self, alpha: float = 3.0, beta: float = 3.0, k: int | None = 4, normalize: bool = False,
+                 normalizer: str = "top_k"):
         super().__init__(normalize)
-        self.loss = DarkRankLoss(alpha, beta, k)
+        self.loss = DarkRankLoss(alpha, beta, k, normalizer=normalizer)
 
     def forward(self, student, teacher, labels):
         return self.loss(*self._pair(student, teacher))
@@ -278,11 +293,12 @@ class RRDTerm(LossTerm):
     term_name = "rrd"
 
     def __init__(self, context: TermContext, feat_dim: int = 128, queue_size: int = 16384,
-                 tau_s: float = 0.04, tau_t: float = 0.10):
+                 tau_s: float = 0.04, tau_t: float = 0.10, enqueue_before_loss: bool = False):
         super().__init__()
         if context.teacher_dim is None:
             raise ValueError("rrd term needs TermContext.teacher_dim")
-        self.loss = RRDLoss(context.student_dim, context.teacher_dim, feat_dim, queue_size, tau_s, tau_t)
+        self.loss = RRDLoss(context.student_dim, context.teacher_dim, feat_dim, queue_size, tau_s, tau_t,
+                            enqueue_before_loss=enqueue_before_loss)
 
     def forward(self, student, teacher, labels):
         return self.loss(_output(student, EMBEDDING, "student", self.term_name),

@@ -7,10 +7,13 @@ run is a function of its seed), cut into feature extractors by
 """
 from __future__ import annotations
 
+import os
+
 from torch import nn
 
 from .build import MODELS
 from .network import TAP_NAMES, FeatureNetwork
+from .weights import load_backbone_state_dict, read_state_dict
 
 __all__ = ["SmallConvTrunk", "Conv4Trunk", "small_cnn", "small_cnn_wide", "conv4"]
 
@@ -75,6 +78,7 @@ def _small_network(
     normalize: bool,
     num_classes: int | None,
     taps: tuple[str, ...],
+    weights_path: str | os.PathLike | None = None,
 ) -> FeatureNetwork:
     for option, value in (("in_channels", in_channels), ("input_size", input_size)):
         if value < 1:
@@ -82,6 +86,11 @@ def _small_network(
     if embedding_dim is not None and embedding_dim < 1:
         raise ValueError(f"embedding_dim must be a positive int or None, got {embedding_dim}")
     trunk = SmallConvTrunk(in_channels, input_size, widths, convs_per_block)
+    if weights_path is not None:
+        # the ci "ImageNet weights": a trunk pretrained on the glyph corpus, read the way
+        # the paper-scale networks read a local weights file (safe load, every key checked)
+        load_backbone_state_dict(trunk, read_state_dict(weights_path),
+                                 source=f"weights_path {os.fspath(weights_path)!r}")
     return FeatureNetwork(
         trunk,
         pooled_node="flatten",
@@ -107,6 +116,9 @@ _SMALL_ARGS_DOC = """
         num_classes: when given, also return ``"logits"`` from a Linear on the
             (unnormalised) embedding.
         taps: which of ``"block2"``, ``"block3"``, ``"block4"`` to return as well.
+        weights_path: a state_dict of the trunk (:class:`SmallConvTrunk`) to start
+            from, e.g. one pretrained on the glyph corpus (the ci stand-in for ImageNet
+            weights); read safely, every key checked.
     """
 
 
@@ -119,6 +131,7 @@ def small_cnn(
     normalize: bool = False,
     num_classes: int | None = None,
     taps: tuple[str, ...] = (),
+    weights_path: str | os.PathLike | None = None,
 ) -> FeatureNetwork:
     """The CI-scale student: :class:`SmallConvTrunk` with widths 16, 32, 64 and one
     convolution per block (four conv layers in all), then Linear to ``embedding_dim``."""
@@ -131,6 +144,7 @@ def small_cnn(
         normalize=normalize,
         num_classes=num_classes,
         taps=taps,
+        weights_path=weights_path,
     )
 
 
@@ -143,6 +157,7 @@ def small_cnn_wide(
     normalize: bool = False,
     num_classes: int | None = None,
     taps: tuple[str, ...] = (),
+    weights_path: str | os.PathLike | None = None,
 ) -> FeatureNetwork:
     """The CI-scale teacher: :class:`SmallConvTrunk` with widths 32, 64, 128 and two
     convolutions per block (seven conv layers), twice as wide and nearly twice as deep
@@ -156,6 +171,7 @@ def small_cnn_wide(
         normalize=normalize,
         num_classes=num_classes,
         taps=taps,
+        weights_path=weights_path,
     )
 
 

@@ -1,0 +1,208 @@
+"""Sphinx extension of the rkd book (listed in ``_config.yml`` under ``sphinx.extra_extensions``).
+
+What it does, and why:
+
+- **MathJax from the book.** ``mathjax_path`` must be a path inside ``_static`` (the
+  build fails on a URL). After the build, MathJax 3 is copied from the npm package that
+  ``make install`` installs (``book/node_modules/mathjax``, pinned by
+  ``book/package-lock.json``) into ``_static/mathjax``, so the maths renders with no
+  network, from ``file://`` too.
+- **Nothing from outside the book.** Every page's scripts and style sheets are checked
+  as the page is written, and the whole site is scanned when the build ends
+  (:mod:`rkd.book.offline`); anything fetched from another host is a build warning
+  (an error under ``-W``). sphinx-thebe's loader, which names a CDN and is never used
+  here (thebe is off), is dropped from the pages.
+- **Papermill's injected-parameters cell collapsed.** Notebooks are read with that cell
+  tagged ``hide-input`` (in memory only: the files are never rewritten).
+- **Generated content.** ``% rkd-generated: summary`` and ``% rkd-generated: performance``
+  lines of a page are replaced, when the page is read, by the summary of all tables
+  (:mod:`rkd.book.summary`, from the notebooks in the book) and by the benchmark
+  results (:mod:`rkd.book.performance`, from ``benchmarks/results``). The introduction's
+  figure (:mod:`rkd.book.figures`) is drawn into ``book/_generated/`` before reading.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sphinx.application import Sphinx
+from sphinx.errors import ConfigError, ExtensionError
+from sphinx.util import logging
+
+from rkd.book.assemble import toc_notebooks
+from rkd.book.offline import external_resources, is_external
+
+logger = logging.getLogger(__name__)
+
+#: tag papermill gives the cell it injects, and the tags that already decide how it shows
+INJECTED_TAG = "injected-parameters"
+_PRESENTATION_TAGS = {"hide-input", "hide-cell", "hide-output", "remove-input", "remove-cell", "remove-output"}
+#: a MyST comment line that the named generator replaces
+_MARKER = re.compile(r"^% rkd-generated: (?P<name>[a-z]+)[ \t]*$", re.M)
+#: files of the MathJax package not copied: the other combined components (only the one
+#: ``mathjax_path`` names is served) and ``latest.js``, which loads MathJax from a CDN
+_MATHJAX_SKIP = re.compile(r"^(latest|tex-.*|mml-.*)\.js$")
+FIGURE = "relational_potentials.svg"
+
+
+# ----------------------------------------------------------------------------- MathJax
+
+def _checkout() -> Path:
+    # the source checkout rkd is imported from (an editable install), where
+    # `make install` puts book/node_modules
+    return Path(__file__).resolve().parents[2]
+
+
+def find_mathjax(app: Sphinx) -> Path:
+    """The ``es5`` folder of the installed MathJax package; ExtensionError if none."""
+    component = Path(app.config.mathjax_path).name
+    candidates = []
+    if app.config.rkd_mathjax_dir:
+        candidates.append(Path(app.confdir) / app.config.rkd_mathjax_dir)
+    if os.environ.get("RKD_MATHJAX_DIR"):
+        candidates.append(Path(os.environ["RKD_MATHJAX_DIR"]))
+    candidates += [Path(app.confdir) / "book/node_modules/mathjax/es5",
+                   _checkout() / "book/node_modules/mathjax/es5"]
+    for candidate in candidates:
+        if (candidate / component).is_file():
+            return candidate.resolve()
+    raise ExtensionError(
+        f"MathJax ({component}) is not installed; looked in: {', '.join(str(c) for c in candidates)}. "
+        f"Run `make install` (it runs `npm ci --prefix book`, pinned by book/package-lock.json), "
+        f"or set RKD_MATHJAX_DIR to the es5/ folder of the mathjax@3 npm package."
+    )
+
+
+def _check_mathjax_path(app: Sphinx, config) -> None:
+    if is_external(config.mathjax_path) or Path(config.mathjax_path).is_absolute():
+        raise ConfigError(
+            f"mathjax_path = {config.mathjax_path!r} loads MathJax from outside the book; set it to a path "
+            f"inside _static, e.g. 'mathjax/tex-mml-chtml.js' (the rkd extension copies MathJax there)"
+        )
+
+
+def _copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    source = find_mathjax(app)
+    target = Path(app.outdir) / "_static" / Path(app.config.mathjax_path).parent
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, ignore=lambda folder, names: [
+        name for name in names if Path(folder) == source and _MATHJAX_SKIP.match(name)
+        and name != Path(app.config.mathjax_path).name
+    ])
+    package = source.parent / "package.json"
+    for extra in ("LICENSE", "package.json"):
+        if (source.parent / extra).is_file():
+            shutil.copy2(source.parent / extra, target / extra)
+    version = json.loads(package.read_text())["version"] if package.is_file() else "unknown"
+    logger.info(f"[rkd] MathJax {version} copied from {source} into {target}")
+
+
+# --------------------------------------------------------------- offline page assets
+
+def _offline_assets(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree) -> None:
+    scripts = context.get("script_files")
+    if scripts is not None:
+        # sphinx-thebe's loader and its inline config (which names a CDN): thebe is off here
+        scripts[:] = [
+            js for js in scripts
+            if not (str(js.filename).endswith("sphinx-thebe.js")
+                    or "THEBE_JS_URL" in str(getattr(js, "attributes", {}).get("body", "")))
+        ]
+    styles = context.get("css_files")
+    if styles is not None:
+        styles[:] = [css for css in styles if not str(css.filename).endswith("sphinx-thebe.css")]
+    for asset in list(scripts or []) + list(styles or []):
+        if is_external(str(asset.filename)):
+            logger.warning(f"[rkd] page {pagename} would load {asset.filename} from outside the book",
+                           location=pagename)
+
+
+def _scan_site(app: Sphinx, exception: Exception | None) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    for problem in external_resources(Path(app.outdir)):
+        logger.warning(f"[rkd] loads a resource from outside the book: {problem}")
+
+
+# --------------------------------------------------------------------- notebooks
+
+def collapse_injected_parameters(notebook_json: str) -> str:
+    """The notebook with papermill's injected-parameters cell tagged ``hide-input``
+    (unchanged when it has no such cell or the cell already has a presentation tag)."""
+    notebook = json.loads(notebook_json)
+    changed = False
+    for cell in notebook.get("cells", []):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if INJECTED_TAG in tags and not _PRESENTATION_TAGS & set(tags):
+            tags.append("hide-input")
+            changed = True
+    return json.dumps(notebook) if changed else notebook_json
+
+
+def _book_notebooks(app: Sphinx) -> list[Path]:
+    srcdir = Path(app.srcdir)
+    paths = [srcdir / name for name in toc_notebooks(Path(app.confdir) / "_toc.yml")]
+    return [path for path in paths if path.is_file()]
+
+
+def _generate(app: Sphinx, docname: str, name: str) -> str:
+    from rkd.book.performance import BenchmarkError, performance_markdown
+    from rkd.book.summary import SummaryError, read_summaries, summary_markdown
+
+    srcdir = Path(app.srcdir)
+    try:
+        if name == "summary":
+            notebooks = _book_notebooks(app)
+            for path in notebooks:
+                app.env.note_dependency(str(path))
+            return summary_markdown(read_summaries(notebooks, root=srcdir))
+        if name == "performance":
+            folder = srcdir / app.config.rkd_benchmark_results
+            for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+                app.env.note_dependency(str(path))
+            return performance_markdown(folder)
+    except (SummaryError, BenchmarkError) as error:
+        logger.warning(f"[rkd] {error}", location=docname)
+        return f"```{{error}}\nThis section could not be generated: {error}\n```\n"
+    logger.warning(f"[rkd] unknown generated section {name!r} (known: summary, performance)", location=docname)
+    return ""
+
+
+def _source_read(app: Sphinx, docname: str, source: list[str]) -> None:
+    path = Path(app.env.doc2path(docname))
+    if path.suffix == ".ipynb":
+        source[0] = collapse_injected_parameters(source[0])
+        return
+    if "% rkd-generated:" in source[0]:
+        source[0] = _MARKER.sub(lambda m: _generate(app, docname, m.group("name")), source[0])
+
+
+# ------------------------------------------------------------------------ figures
+
+def _draw_figures(app: Sphinx) -> None:
+    from rkd.book.figures import draw_relational_potentials
+
+    target = Path(app.srcdir) / "book" / "_generated" / FIGURE
+    draw_relational_potentials(target)
+    logger.info(f"[rkd] drew {target}")
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_config_value("rkd_mathjax_dir", "", "html")
+    app.add_config_value("rkd_benchmark_results", "benchmarks/results", "env")
+    app.connect("config-inited", _check_mathjax_path)
+    app.connect("builder-inited", lambda app: find_mathjax(app) if app.builder.format == "html" else None)
+    app.connect("builder-inited", _draw_figures)
+    app.connect("source-read", _source_read)
+    # after sphinx.ext.mathjax (priority 500) has added its script to the page
+    app.connect("html-page-context", _offline_assets, priority=900)
+    app.connect("build-finished", _copy_mathjax)
+    app.connect("build-finished", _scan_site, priority=900)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

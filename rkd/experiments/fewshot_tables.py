@@ -1,0 +1,72 @@
+"""What Tables 5 and 6 share: few-shot runs (one teacher and its students per shot), the
+paper's numbers in long form, the student-beats-teacher claims and the gain plot."""
+from __future__ import annotations
+
+import pandas as pd
+
+from ..paper import paper_table
+from . import datasets as D
+from .recipes import FewShotRecipe
+from .spec import Experiment, Parameter
+from .stats import Claim, Comparison
+
+TEACHER_ROW = "Teacher"
+
+
+class FewShotTable(Experiment):
+    """A few-shot table: per shot, a prototypical teacher and its self-distilled students."""
+
+    metric = "accuracy"
+    keys = ("method", "way", "shot")
+    methods: tuple[str, ...] = ()
+    paper_name: str = ""
+    parameters = {"methods": Parameter(tuple[str, ...] | None, None, "student methods (None: all of the table's)")}
+    table_note = """
+Accuracy (%) on the test episodes; ours the mean ± std over seeds of each seed's mean
+over its episodes (every model of a seed is tested on the same episodes).
+"""
+
+    def runs(self, preset, methods=None):
+        recipe: FewShotRecipe = preset.recipe
+        methods = D.choose_names(self.methods, methods, "method", self.title)
+        for data in preset.datasets:
+            for shot in recipe.train_way:
+                yield recipe.teacher_run(data, shot)
+                yield from (recipe.student_run(data, shot, m) for m in methods)
+
+    def paper(self) -> pd.DataFrame:
+        wide = paper_table(self.name)
+        accuracy = wide[[c for c in wide.columns if c == "method" or c.endswith("-shot") and "ci95" not in c]]
+        long = accuracy.melt(id_vars="method", var_name="setting", value_name="value")
+        setting = long["setting"].str.extract(r"(?P<way>\d+)-way (?P<shot>\d+)-shot").astype(int)
+        return pd.concat([long[["method"]], setting, long[["value"]]], axis=1).assign(dataset=self.paper_name)
+
+    def keyed(self, rows):
+        rows = rows.copy()
+        rows["method"] = rows["model"]
+        return rows
+
+    def order(self, results):
+        ways = sorted(results.rows["way"].unique())
+        shots = sorted(results.rows["shot"].unique())
+        return [(m, w, s) for m in (*self.methods, TEACHER_ROW) for w in ways for s in shots]
+
+    def claims(self, rows) -> list[Claim]:
+        settings = sorted({(int(w), int(s)) for w, s in zip(rows["way"], rows["shot"])})
+        return [Claim(f"{method} beats its teacher", tuple(
+            Comparison({"method": method, "way": w, "shot": s}, {"method": TEACHER_ROW, "way": w, "shot": s})
+            for w, s in settings)) for method in self.methods]
+
+    def plot(self, rows):
+        from .plots import gain_bars
+
+        rows = rows.assign(setting=[f"{w}-way {s}-shot" for w, s in zip(rows["way"], rows["shot"])])
+        figures = []
+        for setting, part in rows.groupby("setting", sort=False):
+            paper = self.paper()
+            way, shot = (int(v.split("-")[0]) for v in setting.split(" "))
+            paper = paper[(paper["way"] == way) & (paper["shot"] == shot)]
+            figures.append(gain_bars(paper, part, metric=self.metric, baseline={"method": TEACHER_ROW},
+                                     label=f"{setting}: student - teacher (points)", categories=self.methods))
+        return figures
+

@@ -1,0 +1,201 @@
+"""The three protocols of the paper as run factories: metric learning (Tables 1-3,
+Figures 3-4), classification (Table 4) and few-shot learning (Tables 5-6).
+
+A recipe holds what a protocol fixes at one scale (networks, schedules, batches,
+evaluation); its methods turn "a teacher on this dataset" or "an RKD-DA student of
+size 16 taught by that teacher" into a :class:`~rkd.experiments.spec.Run`. Tables
+combine them; the runner trains them.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..data.splits import DataSpec
+from ..models.spec import ModelSpec
+from ..train import TrainConfig
+from .spec import Batches, Evaluation, Run
+
+__all__ = ["Preset", "Pretraining", "MetricRecipe", "ClassificationSetup", "FewShotRecipe", "TEACHER"]
+
+#: the name of each dataset's teacher run
+TEACHER = "teacher"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything that decides an experiment at one scale: its datasets, the protocol
+    recipe, the seeds, and ``grid``, the table's own choices (embedding sizes, methods,
+    generations, ...)."""
+
+    scale: str
+    datasets: tuple[Any, ...]
+    recipe: Any
+    seeds: tuple[int, ...] = (0, 1, 2)
+    threads: int | None = None
+    protocol: str = "authors_code"
+    num_workers: int | None = None
+    notes: str = ""
+    grid: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """The ci stand-in for ImageNet weights: each network's trunk trained once as a
+    classifier on a corpus no downstream set shares, then loaded through the network's
+    ``weights_path``, exactly where the paper loads ImageNet weights."""
+
+    data: DataSpec
+    train: TrainConfig
+    batch_size: int
+    seed: int = 0
+
+    def run(self, network: ModelSpec, group: str) -> Run:
+        return Run(
+            name=f"pretrained {network.name}", role="pretrain", task="classification", data=self.data,
+            network=network, model_options=(("embedding_dim", None),), method="Baseline", train=self.train,
+            batches=Batches("random", size=self.batch_size), evaluation=Evaluation("top1", batch_size=500, split="val"),
+            seed=self.seed, group=group,
+        )
+
+
+@dataclass(frozen=True)
+class MetricRecipe:
+    """Metric learning (section 4.1): a triplet teacher and distilled students.
+
+    ``pretraining`` (ci): trunks pretrained on the glyph corpus start every network, as
+    ImageNet weights do at paper scale (there the networks' ``pretrained`` option).
+    ``by_dataset``: dataset name -> (teacher schedule, student schedule) where a dataset
+    has its own (Stanford Online Products)."""
+
+    teacher: ModelSpec
+    teacher_dim: int
+    student: ModelSpec
+    teacher_train: TrainConfig
+    student_train: TrainConfig
+    batches: Batches
+    evaluation: Evaluation
+    pretraining: Pretraining | None = None
+    by_dataset: Mapping[str, tuple[TrainConfig, TrainConfig]] = field(default_factory=dict)
+    ks_by_dataset: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    batch_options_by_dataset: Mapping[str, tuple[tuple[str, Any], ...]] = field(default_factory=dict)
+
+    def schedules(self, data: DataSpec) -> tuple[TrainConfig, TrainConfig]:
+        return self.by_dataset.get(data.name, (self.teacher_train, self.student_train))
+
+    def _evaluation(self, data: DataSpec) -> Evaluation:
+        ks = self.ks_by_dataset.get(data.name)
+        return self.evaluation if ks is None else replace(self.evaluation, ks=ks)
+
+    def _batches(self, data: DataSpec) -> Batches:
+        extra = self.batch_options_by_dataset.get(data.name, ())
+        return replace(self.batches, options=tuple({**dict(self.batches.options), **dict(extra)}.items()))
+
+    def pretrain_runs(self, data: DataSpec, *networks: ModelSpec) -> list[Run]:
+        if self.pretraining is None:
+            return []
+        return [self.pretraining.run(n, data.name) for n in dict.fromkeys(networks or (self.teacher, self.student))]
+
+    def _init(self, network: ModelSpec) -> str | None:
+        return None if self.pretraining is None else f"pretrained {network.name}"
+
+    def teacher_run(self, data: DataSpec) -> Run:
+        """The triplet teacher of ``data`` (embedding ``teacher_dim``, L2-normalised)."""
+        return Run(
+            name=TEACHER, role="teacher", task="metric", data=data, network=self.teacher,
+            model_options=(("embedding_dim", self.teacher_dim), ("normalize", True)), method="Triplet",
+            train=self.schedules(data)[0], batches=self._batches(data), evaluation=self._evaluation(data),
+            init=self._init(self.teacher),
+        )
+
+    def student_run(self, data: DataSpec, name: str, *, method: str, dim: int, l2: bool,
+                    network: ModelSpec | None = None, teacher: str | None = TEACHER, role: str = "student",
+                    labels: Mapping[str, Any] | None = None) -> Run:
+        """A student of ``network`` (default: the recipe's student) trained with ``method``."""
+        network = network or self.student
+        return Run(
+            name=name, role=role, task="metric", data=data, network=network,
+            model_options=(("embedding_dim", dim), ("normalize", l2)), method=method,
+            train=self.schedules(data)[1], batches=self._batches(data), evaluation=self._evaluation(data),
+            teacher=teacher if method != "Triplet" else None, init=self._init(network),
+            labels=tuple((labels or {}).items()),
+        )
+
+    def initial_run(self, data: DataSpec, name: str, *, network: ModelSpec, dim: int, l2: bool,
+                    labels: Mapping[str, Any] | None = None) -> Run:
+        """``network`` as training starts it (pretrained trunk, new embedding layer), only evaluated."""
+        return Run(
+            name=name, role="initial", task="metric", data=data, network=network,
+            model_options=(("embedding_dim", dim), ("normalize", l2)), evaluation=replace(
+                self._evaluation(data), every=0),
+            init=self._init(network), labels=tuple((labels or {}).items()),
+        )
+
+
+@dataclass(frozen=True)
+class ClassificationSetup:
+    """Classification (section 4.2) on one dataset: its teacher, student and schedules
+    (the paper pairs each dataset with its own)."""
+
+    data: DataSpec
+    teacher: ModelSpec
+    student: ModelSpec
+    train: TrainConfig
+    batch_size: int
+    teacher_train: TrainConfig | None = None
+    evaluation: Evaluation = Evaluation("top1")
+    epochs: int | None = None
+
+    def teacher_run(self) -> Run:
+        return Run(
+            name=TEACHER, role="teacher", task="classification", data=self.data, network=self.teacher,
+            method="Baseline", train=self.teacher_train or self.train, batches=Batches("random", size=self.batch_size),
+            evaluation=self.evaluation,
+        )
+
+    def student_run(self, method: str) -> Run:
+        return Run(
+            name=method, role="student", task="classification", data=self.data, network=self.student,
+            method=method, train=self.train, batches=Batches("random", size=self.batch_size),
+            evaluation=self.evaluation, teacher=None if method == "Baseline" else TEACHER,
+        )
+
+
+@dataclass(frozen=True)
+class FewShotRecipe:
+    """Few-shot learning (section 4.3): prototypical networks self-distilled, one teacher
+    and set of students per shot (Snell et al. match the training shot to the test's).
+
+    ``train_way``: shot -> classes of the training episodes. ``term_options``: method ->
+    loss term -> options (attention blocks on small inputs)."""
+
+    network: ModelSpec
+    train: TrainConfig
+    train_way: Mapping[int, int]
+    train_query: int
+    test_ways: tuple[int, ...]
+    test_query: int
+    test_episodes: int
+    episodes_per_epoch: int = 100
+    term_options: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    eval_batch_size: int = 500
+
+    def _run(self, data: DataSpec, shot: int, name: str, role: str, method: str, teacher: str | None) -> Run:
+        options = self.term_options.get(method, {})
+        return Run(
+            name=f"{name} ({shot}-shot)", role=role, task="fewshot", data=data, network=self.network,
+            method=method, train=self.train,
+            batches=Batches("episodes", way=self.train_way[shot], shot=shot, query=self.train_query,
+                            per_epoch=self.episodes_per_epoch),
+            evaluation=Evaluation("episodes", ways=self.test_ways, shot=shot, query=self.test_query,
+                                  episodes=self.test_episodes, batch_size=self.eval_batch_size),
+            teacher=teacher, term_options=tuple((t, tuple(o.items())) for t, o in options.items()),
+            labels=(("model", name),),
+        )
+
+    def teacher_run(self, data: DataSpec, shot: int) -> Run:
+        return self._run(data, shot, "Teacher", "teacher", "Prototypical", None)
+
+    def student_run(self, data: DataSpec, shot: int, method: str) -> Run:
+        return self._run(data, shot, method, "student", method, f"Teacher ({shot}-shot)")

@@ -1,0 +1,123 @@
+"""The training log: a CSV of every step's loss terms and every evaluation, which a
+page can plot and a killed run keeps.
+
+One row per value, ``step,kind,name,value``: ``kind`` is ``loss`` (each weighted term
+and their ``total``, after the step) or ``eval`` (each metric of an evaluation after the
+step). Rows are appended and flushed as the run goes, always before a checkpoint is
+written, so the file on disk covers at least every checkpointed step; a resumed run
+first drops the rows past its checkpoint (and the final evaluation, which runs again),
+so the log of a run killed and resumed any number of times equals an uninterrupted
+run's. At the end the whole log is rewritten atomically.
+
+    import pandas as pd
+    log = pd.read_csv("run.log.csv")
+    curves = log[log.kind == "loss"].pivot(index="step", columns="name", values="value")
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+from ..runtime import atomic_write
+from .checkpoint import remove_orphaned_temporaries
+
+__all__ = ["TrainingLog", "default_log_path", "COLUMNS"]
+
+COLUMNS = ("step", "kind", "name", "value")
+
+
+def default_log_path(checkpoint_path: str | Path | None) -> Path | None:
+    """``run.ckpt`` -> ``run.log.csv`` beside it; None without a checkpoint."""
+    if checkpoint_path is None:
+        return None
+    checkpoint_path = Path(checkpoint_path)
+    return checkpoint_path.with_name(checkpoint_path.stem + ".log.csv")
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number
+
+
+class TrainingLog:
+    """The CSV log of one run at ``path``; ``resume_step`` is the checkpoint's step
+    (None: a fresh run, whose old log, if any, is replaced)."""
+
+    def __init__(self, path: str | Path, *, total_steps: int, resume_step: int | None = None):
+        self.path = Path(path)
+        self.total_steps = total_steps
+        self.rows: list[tuple[int, str, str, float]] = []
+        remove_orphaned_temporaries(self.path)
+        if resume_step is not None and self.path.is_file():
+            self.rows = [row for row in self._read() if self._kept_on_resume(row, resume_step)]
+        self._rewrite()
+        self._written = len(self.rows)
+        self._file = open(self.path, "a", newline="")
+
+    def _kept_on_resume(self, row, resume_step: int) -> bool:
+        step, kind = row[0], row[1]
+        if kind == "eval" and step >= self.total_steps:
+            return False  # the final evaluation runs again
+        return step <= resume_step
+
+    def _read(self) -> list[tuple[int, str, str, float]]:
+        with open(self.path, newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None or tuple(header) != COLUMNS:
+                return []  # not a log of this layout: start it afresh
+            rows = []
+            for fields in reader:
+                if len(fields) != len(COLUMNS):
+                    break  # a line cut short by a kill
+                try:
+                    rows.append((int(fields[0]), fields[1], fields[2], float(fields[3])))
+                except ValueError:
+                    break
+            return rows
+
+    def _render(self, rows) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        for step, kind, name, value in rows:
+            writer.writerow((step, kind, name, repr(value) if math.isfinite(value) else str(value)))
+        return buffer.getvalue()
+
+    def _rewrite(self) -> None:
+        with atomic_write(self.path, "w") as handle:
+            handle.write(",".join(COLUMNS) + "\n" + self._render(self.rows))
+
+    def add_losses(self, step: int, losses: dict[str, float]) -> None:
+        """``step`` 1-based: the number of steps done."""
+        self.rows += [(step, "loss", name, float(value)) for name, value in losses.items()]
+        self.rows.append((step, "loss", "total", float(sum(losses.values()))))
+
+    def add_eval(self, step: int, metrics: dict[str, Any], prefix: str = "") -> None:
+        """Every number of ``metrics``; nested dicts as ``outer/inner`` names."""
+        for name, value in metrics.items():
+            if isinstance(value, dict):
+                self.add_eval(step, value, prefix=f"{prefix}{name}/")
+                continue
+            number = _number(value)
+            if number is not None:
+                self.rows.append((step, "eval", f"{prefix}{name}", number))
+
+    def flush(self) -> None:
+        """Append the rows added since the last flush to the file, and flush it."""
+        if self._written < len(self.rows):
+            self._file.write(self._render(self.rows[self._written:]))
+            self._file.flush()
+            self._written = len(self.rows)
+
+    def close(self, complete: bool) -> None:
+        """Flush; when the run ``complete``d, rewrite the whole log atomically."""
+        self.flush()
+        self._file.close()
+        if complete:
+            self._rewrite()

@@ -1,0 +1,305 @@
+"""The book's build-time helpers (rkd.book): generated pages, offline checks, build copy.
+
+The one slow test builds a tiny book with ``jupyter-book build -W -n`` and the rkd
+extension, from a synthetic checkout: it checks the summary page made from a synthetic
+notebook, the performance page made from a fixture JSON, MathJax served from the book,
+the collapsed injected-parameters cell, and that the checkout is left untouched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from rkd.book.assemble import assemble, toc_notebooks
+from rkd.book.offline import external_resources, is_external
+from rkd.book.performance import BenchmarkError, performance_markdown
+from rkd.book.sphinx_ext import collapse_injected_parameters
+from rkd.book.summary import SUMMARY_MIME, SummaryError, read_summaries, summary_markdown
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _summary(**overrides) -> dict:
+    summary = {
+        "experiment": "table1",
+        "title": "Table 1: RKD students in metric learning",
+        "page": "notebooks/table1_metric_learning",
+        "scale": "ci",
+        "seeds": [0, 1, 2],
+        "rows": [
+            {"what": "ResNet18-16, RKD-DA | L2", "paper": 45.76, "ours_mean": 47.125, "ours_std": 0.5,
+             "difference": 1.365},
+            {"what": "RRD (not in the paper)", "paper": None, "ours_mean": 40.0, "ours_std": None,
+             "difference": None},
+        ],
+        "claims": [
+            {"claim": "RKD-DA beats Triplet at d=16", "verdict": "holds", "interval": [0.8, 2.4],
+             "paper": "45.76 vs 37.71"},
+            {"claim": "no L2 beats L2", "verdict": "reversed", "interval": [-3.0, -1.0], "paper": "48.14 vs 45.76"},
+            {"claim": "RKD-A beats RKD-D", "verdict": "not distinguishable at this scale", "interval": [None, None],
+             "paper": "45.59 vs 46.34"},
+        ],
+    }
+    summary.update(overrides)
+    return summary
+
+
+def _notebook(path: Path, title: str, summary: dict | None, injected: bool = True) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\nA synthetic page."),
+             nbformat.v4.new_code_cell('scale = "ci"', metadata={"tags": ["parameters"]})]
+    if injected:
+        cells.append(nbformat.v4.new_code_cell('# Parameters\nscale = "ci"\n',
+                                               metadata={"tags": ["injected-parameters"]}))
+    code = nbformat.v4.new_code_cell("show_summary()")
+    if summary is not None:
+        code.outputs = [nbformat.v4.new_output("display_data", data={SUMMARY_MIME: summary,
+                                                                      "text/plain": "<summary>"})]
+    cells.append(code)
+    nb.cells = cells
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+def _benchmark(**overrides) -> dict:
+    result = {
+        "benchmark": "bench_losses",
+        "command": "python benchmarks/bench_losses.py --n 256 --ds 512 --dt 2048 --repeats 7",
+        "date": "2026-01-31",
+        "machine": {"cpu": "Test CPU", "cores": 2, "gpu": None, "torch": "2.14.1"},
+        "rows": [
+            {"loss": "RKD-A", "form": "authors", "median_ms": 1580.25, "peak_mib": 1473.0},
+            {"loss": "RKD-A", "form": "ours", "median_ms": 97.5, "peak_mib": 53.25},
+        ],
+        "summary": {"time ratio authors/ours": 16.2, "memory ratio authors/ours": 27.66, "extra_memory_mib": float("nan")},
+    }
+    result.update(overrides)
+    return result
+
+
+# ----------------------------------------------------------------------- summary page
+
+def test_summary_rows_claims_and_links(tmp_path):
+    path = _notebook(tmp_path / "notebooks" / "table1_metric_learning.ipynb", "Table 1", _summary())
+    text = summary_markdown(read_summaries([path], root=tmp_path))
+    assert "## Table 1: RKD students in metric learning" in text
+    assert "3 seeds: 0, 1, 2" in text
+    link = "(/notebooks/table1_metric_learning.ipynb)"
+    # the pipe in the row's name is escaped, so the table keeps four columns
+    assert f"| [ResNet18-16, RKD-DA \\| L2]{link} | 45.76 | 47.12 ± 0.50 | +1.36 |" in text \
+        or f"| [ResNet18-16, RKD-DA \\| L2]{link} | 45.76 | 47.13 ± 0.50 | +1.37 |" in text
+    assert f"| [RRD \\(not in the paper\\)]{link} | — | 40.00 | — |" in text
+    assert f"| [RKD-DA beats Triplet at d=16]{link} | **holds** | [+0.80, +2.40] | 45.76 vs 37.71 |" in text
+    assert "**reversed** | [−3.00, −1.00]" in text
+    assert "| **not distinguishable at this scale** | — | 45.59 vs 46.34 |" in text  # no interval: one seed
+
+
+def test_summary_says_when_a_notebook_has_none(tmp_path):
+    with_summary = _notebook(tmp_path / "notebooks" / "table1_x.ipynb", "Table 1", _summary())
+    without = _notebook(tmp_path / "notebooks" / "table5_omniglot.ipynb", "Table 5: few-shot, Omniglot", None)
+    text = summary_markdown(read_summaries([with_summary, without], root=tmp_path))
+    assert "## Table 5: few-shot, Omniglot" in text
+    assert "No summary yet: the notebook `table5_omniglot.ipynb` carries no" in text
+    assert "[its page](/notebooks/table5_omniglot.ipynb)" in text
+    assert text.index("Table 1") < text.index("Table 5")  # the order given (the table of contents)
+
+
+@pytest.mark.parametrize("broken, message", [
+    ({"verdict_of_first_claim": "maybe"}, "must be one of"),
+    ({"rows": [{"what": "x", "paper": "45.7"}]}, "must be a number or null"),
+    ({"drop": "seeds"}, "has no 'seeds'"),
+    ({"claims": [{"claim": "c", "verdict": "holds", "interval": [1.0]}]}, "must be [lo, hi]"),
+])
+def test_summary_refuses_a_malformed_output(tmp_path, broken, message):
+    summary = _summary()
+    if "verdict_of_first_claim" in broken:
+        summary["claims"][0]["verdict"] = broken["verdict_of_first_claim"]
+    elif "drop" in broken:
+        del summary[broken["drop"]]
+    else:
+        summary.update(broken)
+    path = _notebook(tmp_path / "notebooks" / "t.ipynb", "T", summary)
+    with pytest.raises(SummaryError, match=message.replace("[", r"\[")):
+        read_summaries([path], root=tmp_path)
+
+
+# ------------------------------------------------------------------- performance page
+
+def test_performance_page_from_result_files(tmp_path):
+    (tmp_path / "bench_losses.json").write_text(json.dumps(_benchmark()))
+    text = performance_markdown(tmp_path)
+    assert "## bench\\_losses, 2026-01-31" in text
+    assert "CPU Test CPU (2 cores), GPU none, torch 2.14.1" in text
+    assert "python benchmarks/bench_losses.py --n 256 --ds 512 --dt 2048 --repeats 7" in text
+    assert "| loss | form | median\\_ms | peak\\_mib |" in text
+    # four significant digits at least: 1580.25 ms shows as 1,580, 97.5 as 97.50
+    assert "| RKD-A | authors | 1,580 | 1,473 |" in text
+    assert "| RKD-A | ours | 97.50 | 53.25 |" in text
+    assert "| time ratio authors/ours | 16.20 |" in text
+    assert "| extra\\_memory\\_mib | not measured |" in text
+
+
+def test_performance_page_without_results(tmp_path):
+    assert "No benchmark results yet" in performance_markdown(tmp_path / "absent")
+    assert "No benchmark results yet" in performance_markdown(tmp_path)
+
+
+def test_performance_refuses_a_malformed_file(tmp_path):
+    bad = _benchmark()
+    del bad["machine"]["torch"]
+    (tmp_path / "b.json").write_text(json.dumps(bad))
+    with pytest.raises(BenchmarkError, match=r"'machine' lacks \['torch'\]"):
+        performance_markdown(tmp_path)
+    (tmp_path / "b.json").write_text("{not json")
+    with pytest.raises(BenchmarkError, match="not valid JSON"):
+        performance_markdown(tmp_path)
+
+
+# ------------------------------------------------------------------------ offline scan
+
+def test_offline_scan_finds_external_resources_only(tmp_path):
+    (tmp_path / "page.html").write_text(
+        '<html><head><script src="https://cdn.example/x.js"></script>'
+        '<link rel="stylesheet" href="//fonts.example/f.css"><link rel="next" href="https://example.org/next">'
+        '<script src="_static/local.js"></script></head><body>'
+        '<a href="https://arxiv.org/abs/1904.05068">paper</a><img src="data:image/png;base64,AAAA">'
+        '<img srcset="a.png 1x, https://img.example/b.png 2x"><div style="background: url(https://bg.example/i.png)">'
+        "</div></body></html>")
+    (tmp_path / "s.css").write_text('/* see https://licence.example */ @import url("https://fonts.example/g.css");'
+                                    ".a { background: url(img/local.png) }")
+    found = sorted(str(p.url) for p in external_resources(tmp_path))
+    assert found == ["//fonts.example/f.css", "https://bg.example/i.png", "https://cdn.example/x.js",
+                     "https://fonts.example/g.css", "https://img.example/b.png"]
+    assert is_external("HTTPS://x.example/") and not is_external("_static/mathjax/tex-mml-chtml.js")
+
+
+# ------------------------------------------------------------- injected parameters
+
+def test_injected_parameters_cell_is_collapsed_in_memory(tmp_path):
+    path = _notebook(tmp_path / "n.ipynb", "N", None)
+    original = path.read_text()
+    collapsed = json.loads(collapse_injected_parameters(original))
+    tags = [c["metadata"].get("tags", []) for c in collapsed["cells"]]
+    assert ["injected-parameters", "hide-input"] in tags
+    assert ["parameters"] in tags  # the parameters cell itself stays as the notebook has it
+    assert path.read_text() == original
+    # a cell the author already tagged is left as it is; no injected cell: no change at all
+    removed = original.replace('"injected-parameters"', '"injected-parameters", "remove-cell"')
+    assert collapse_injected_parameters(removed) == removed
+    plain = _notebook(tmp_path / "p.ipynb", "P", None, injected=False).read_text()
+    assert collapse_injected_parameters(plain) == plain
+
+
+# ------------------------------------------------------------------------- build copy
+
+def _fake_checkout(root: Path, notebook_summary: dict | None = None) -> Path:
+    """A checkout with the repository's real book configuration and pages, and synthetic notebooks."""
+    root.mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(REPO / name, root / name)
+    shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns("node_modules", "_generated"))
+    shutil.copytree(REPO / "rkd", root / "rkd", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in toc_notebooks(root / "_toc.yml"):
+        stem = Path(name).stem
+        summary = _summary(page=f"notebooks/{stem}") if stem.startswith("table1") else None
+        _notebook(root / "notebooks" / Path(name).name, stem.replace("_", " ").title(),
+                  notebook_summary if notebook_summary is not None and summary else summary)
+    (root / "benchmarks" / "results").mkdir(parents=True)
+    (root / "benchmarks" / "results" / "bench_losses.json").write_text(json.dumps(_benchmark()))
+    return root
+
+
+def _listing(root: Path) -> dict[str, float]:
+    return {str(p.relative_to(root)): p.stat().st_mtime for p in root.rglob("*")}
+
+
+def test_assemble_copies_what_the_book_needs(tmp_path):
+    checkout = _fake_checkout(tmp_path / "checkout")
+    (checkout / "book" / "node_modules" / "mathjax").mkdir(parents=True)
+    before = _listing(checkout)
+    out = assemble(checkout, checkout / "notebooks", tmp_path / "build" / "src")
+    assert (out / "notebooks" / "table1_metric_learning.ipynb").is_file()
+    assert (out / "rkd" / "losses" / "relational.py").is_file()
+    assert (out / "benchmarks" / "results" / "bench_losses.json").is_file()
+    assert not (out / "book" / "node_modules").exists()
+    assert _listing(checkout) == before
+
+
+def test_assemble_names_a_missing_notebook(tmp_path):
+    checkout = _fake_checkout(tmp_path / "checkout")
+    (checkout / "notebooks" / "table5_omniglot.ipynb").unlink()
+    with pytest.raises(FileNotFoundError, match="notebooks/table5_omniglot.ipynb"):
+        assemble(checkout, checkout / "notebooks", tmp_path / "out")
+
+
+def test_figure_shows_a_student_with_the_teachers_relations():
+    from rkd.book.figures import example_embeddings, potentials
+
+    teacher, student = example_embeddings()
+    losses = potentials(teacher, student)
+    assert losses["ikd"] > 1.0  # far apart, point by point
+    assert losses["rkd_d"] < 1e-12 and losses["rkd_a"] < 1e-12  # the same distances and angles
+
+
+@pytest.mark.slow
+def test_tiny_book_builds_offline_without_warnings(tmp_path):
+    """jupyter-book -W -n over the real configuration and pages with synthetic notebooks."""
+    mathjax = REPO / "book" / "node_modules" / "mathjax" / "es5"
+    if not (mathjax / "tex-mml-chtml.js").is_file():
+        pytest.skip("MathJax is not installed (make install runs npm ci --prefix book)")
+    checkout = _fake_checkout(tmp_path / "checkout")
+    before = _listing(checkout)
+    src = assemble(checkout, checkout / "notebooks", tmp_path / "build" / "src")
+    env = {**os.environ, "RKD_MATHJAX_DIR": str(mathjax)}
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    run = subprocess.run([str(jupyter_book), "build", str(src), "--path-output", str(tmp_path / "build"),
+                          "-W", "-n", "--keep-going"], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    html = tmp_path / "build" / "_build" / "html"
+    assert _listing(checkout) == before
+    assert (html / "_static" / "mathjax" / "tex-mml-chtml.js").is_file()
+    assert not (html / "_static" / "mathjax" / "latest.js").exists()  # the CDN loader is not served
+    assert external_resources(html) == []
+    method = (html / "book" / "method.html").read_text()
+    assert '<script defer="defer" src="../_static/mathjax/tex-mml-chtml.js"></script>' in method
+    assert "THEBE_JS_URL" not in method
+    summary = (html / "book" / "summary.html").read_text()
+    assert "47.12 ± 0.50" in summary or "47.13 ± 0.50" in summary
+    assert 'href="../notebooks/table1_metric_learning.html"' in summary
+    assert "No summary yet" in summary  # the other synthetic notebooks carry none
+    performance = (html / "book" / "performance.html").read_text()
+    assert "Test CPU" in performance and "1,473" in performance
+    table1 = (html / "notebooks" / "table1_metric_learning.html").read_text()
+    assert "tag_injected-parameters" in table1 and "tag_hide-input" in table1
+    assert (html / "_images").is_dir() and any((html / "_images").glob("relational_potentials*.svg"))
+
+
+def test_pages_drop_thebe_and_flag_external_assets(caplog):
+    from types import SimpleNamespace
+
+    from rkd.book.sphinx_ext import _offline_assets
+
+    def js(filename, body=""):
+        return SimpleNamespace(filename=filename, attributes={"body": body} if body else {})
+
+    scripts = [js("_static/doctools.js"), js("", 'const THEBE_JS_URL = "https://unpkg.com/thebe"'),
+               js("_static/sphinx-thebe.js"), js("https://cdn.example/x.js"), js("_static/mathjax/tex-mml-chtml.js")]
+    styles = [js("_static/sphinx-thebe.css"), js("//fonts.example/f.css"), js("_static/styles/theme.css")]
+    with caplog.at_level("WARNING"):
+        _offline_assets(None, "book/intro", "page.html", {"script_files": scripts, "css_files": styles}, None)
+    assert [s.filename for s in scripts] == ["_static/doctools.js", "https://cdn.example/x.js",
+                                             "_static/mathjax/tex-mml-chtml.js"]
+    assert [s.filename for s in styles] == ["//fonts.example/f.css", "_static/styles/theme.css"]
+    warned = caplog.text
+    assert "would load https://cdn.example/x.js from outside the book" in warned
+    assert "would load //fonts.example/f.css from outside the book" in warned
+    assert "doctools" not in warned and "mathjax" not in warned

@@ -1,0 +1,134 @@
+"""The CPU pin (rkd.portable): the same ci training gives bit-identical weights on any
+x86-64 CPU with AVX2, and without the pin it would not.
+
+Other CPUs are emulated two ways: environment variables that make the libraries take
+their AVX2 code on this machine (fast), and, where ``qemu-x86_64`` is installed (the
+Makefile installs Debian's qemu-user as root), whole other processors: an Intel Haswell
+(AVX2, no AVX-512) and an AMD EPYC Rome, emulated instruction by instruction, with their
+own vendor strings and cache sizes. QEMU computes IEEE arithmetic and FMA exactly, as
+hardware does; only approximate instructions (rsqrt, rcp) differ from real chips, and
+the pin keeps the ci code off them.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBE = Path(__file__).with_name("portable_probe.py")
+AVX2_MACHINE = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+PIN_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS",
+                 "RKD_PORTABLE_NUMERICS")
+
+
+def _has_avx512() -> bool:
+    try:
+        return " avx512f " in f" {Path('/proc/cpuinfo').read_text()} ".replace("\n", " ")
+    except OSError:
+        return False
+
+
+def probe(extra: dict[str, str], *, prefix: tuple[str, ...] = (), timeout: int = 900) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in PIN_VARIABLES}
+    env.update({"OMP_NUM_THREADS": "1", **extra})
+    done = subprocess.run([*prefix, sys.executable, str(PROBE)], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = done.stdout.strip().splitlines()[-1]
+    assert line.startswith("weights="), done.stdout
+    return line
+
+
+def weights(line: str) -> str:
+    return re.match(r"weights=(\w+)", line).group(1)
+
+
+@pytest.mark.slow
+def test_pinned_training_is_identical_when_the_libraries_take_their_avx2_code():
+    native = probe({})
+    assert "pinned=True" in native
+    for name, value in AVX2_MACHINE.items():
+        assert probe({name: value}) == native, f"{name}={value} changed the pinned training"
+    assert probe(AVX2_MACHINE) == native
+
+
+@pytest.mark.slow
+def test_without_the_pin_an_avx2_machine_would_train_other_weights():
+    if not _has_avx512():
+        pytest.skip("this CPU has no AVX-512: native and AVX2 kernels are the same code here, so the unpinned "
+                    "comparison cannot differ (it is run on AVX-512 machines)")
+    native = probe({"RKD_PORTABLE_NUMERICS": "0"})
+    emulated = probe({"RKD_PORTABLE_NUMERICS": "0", **AVX2_MACHINE})
+    assert "pinned=False" in native
+    assert weights(native) != weights(emulated), "the unpinned kernels should depend on the CPU here"
+
+
+QEMU = shutil.which("qemu-x86_64")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(QEMU is None, reason="qemu-x86_64 is not installed (Debian: apt-get install qemu-user); the "
+                                         "environment-variable emulation above still runs")
+@pytest.mark.parametrize("cpu", ["Haswell-v4", "EPYC-Rome"])
+def test_pinned_training_is_identical_on_an_emulated_intel_and_amd_processor(cpu):
+    native = probe({})
+    emulated = probe({}, prefix=(QEMU, "-cpu", cpu), timeout=1800)
+    assert emulated == native, f"pinned training differs on an emulated {cpu}"
+
+
+def test_import_rkd_puts_the_pin_into_the_environment_before_torch():
+    code = "import os, rkd; print(os.environ['ONEDNN_MAX_CPU_ISA'], os.environ['MKL_CBWR'], " \
+           "os.environ['ATEN_CPU_CAPABILITY'])"
+    env = {k: v for k, v in os.environ.items() if k not in PIN_VARIABLES}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["AVX2", "COMPATIBLE", "avx2"]
+
+
+def _configure(code: str, **extra: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in PIN_VARIABLES}
+    env.update(extra)
+    return subprocess.run([sys.executable, "-W", "always", "-c", code], env=env, capture_output=True, text=True,
+                          check=True)
+
+
+def test_torch_used_before_rkd_is_reported_with_the_fix():
+    late = _configure("import torch\n"
+                      "torch.nn.functional.conv2d(torch.randn(2, 16, 14, 14), torch.randn(32, 16, 3, 3))\n"
+                      "torch.randn(64, 300) @ torch.randn(300, 48)\n"
+                      "import rkd.runtime\nprint(rkd.runtime.configure_determinism(threads=1))")
+    assert late.stdout.strip() == "False"
+    assert "PortableNumericsWarning" in late.stderr and "import rkd before torch" in late.stderr
+    on_time = _configure("import rkd.runtime\nprint(rkd.runtime.configure_determinism(threads=1))")
+    assert on_time.stdout.strip() == "True" and "PortableNumericsWarning" not in on_time.stderr
+
+
+def test_a_conflicting_variable_and_the_opt_out():
+    conflict = _configure("import rkd.runtime\nprint(rkd.runtime.configure_determinism(threads=1))",
+                          MKL_CBWR="AVX2")
+    assert conflict.stdout.strip() == "False" and "MKL_CBWR='AVX2' is set" in conflict.stderr
+    opted_out = _configure("import rkd.runtime\nprint(rkd.runtime.configure_determinism(threads=1))",
+                           RKD_PORTABLE_NUMERICS="0")
+    assert opted_out.stdout.strip() == "False" and "PortableNumericsWarning" not in opted_out.stderr
+
+
+# tensor calls whose float results go through MKL's vector maths (processor-specific last
+# bits); Python's and NumPy's sqrt are correctly rounded everywhere
+_UNPORTABLE = re.compile(r"(?<!math)(?<!np)\.sqrt_?\(|torch\.sqrt|\bcdist\(|\*\* ?0\.5|\.pow\(0\.5\)|\.hypot\(")
+
+
+def test_no_processor_dependent_square_root_in_the_package():
+    offenders = []
+    for path in sorted((ROOT / "rkd").rglob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#")[0] if "portable-numerics: ok" not in line else ""
+            if _UNPORTABLE.search(code) and not line.lstrip().startswith(('"', "'", "#")):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    offenders = [o for o in offenders if not o.startswith("rkd/portable.py")]
+    assert not offenders, "use rkd.portable.sqrt (or mark a test-only use 'portable-numerics: ok'):\n" + "\n".join(
+        offenders)
