@@ -1,6 +1,8 @@
 """Test-wide settings: one fixed thread count and deterministic kernels, so numeric
 tests compare bit-for-bit stable values; every test starts from the same seed."""
 import pytest
+
+import rkd  # noqa: F401  (before torch: the CPU pin goes into the environment first, as for any user)
 import torch
 
 torch.set_num_threads(1)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from rkd.experiments.notebook import PAGES
-from rkd.experiments.report import SUMMARY_MIME
+from rkd.report.notebook import PAGES
+from rkd.report.page import SUMMARY_MIME
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fixtures_data import (  # noqa: E402

@@ -12,7 +12,7 @@ from rkd.experiments import ParameterError, get, names, notebook_parameters
 from rkd.experiments.datasets import DIGITS
 from rkd.experiments.recipes import MetricRecipe, Preset
 from rkd.experiments.spec import Batches, Evaluation, Experiment, Parameter
-from rkd.experiments.stats import Claim, Comparison
+from rkd.report.stats import Claim, Comparison
 from rkd.models.spec import ModelSpec
 from rkd.train import TrainConfig
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from rkd.experiments.stats import Claim, Comparison, judge, summarize_verdicts, t_interval
+from rkd.report.stats import Claim, Comparison, judge, summarize_verdicts, t_interval
 
 
 def test_t_interval_is_the_textbook_one():

@@ -501,7 +501,7 @@ def corpus_config(spec: CorpusSpec, fonts_dir: str | os.PathLike | None = None) 
 
 
 def _render(spec: CorpusSpec, fonts_dir, progress: bool) -> Corpus:
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar  # on the terminal, never into a notebook
 
     paths = _resolve_fonts(spec.font_files, fonts_dir)
     classes: list[tuple[str, int]] = []
@@ -514,11 +514,13 @@ def _render(spec: CorpusSpec, fonts_dir, progress: bool) -> Corpus:
     salt = zlib.crc32(spec.name.encode("utf-8"))
     aug, renders = spec.augmentation, spec.renders_per_class
     images = np.empty((len(classes) * renders, aug.size, aug.size), dtype=np.uint8)
-    for index, (script_name, code_point) in enumerate(
-            tqdm(classes, desc=f"rendering {spec.name}", disable=not progress, leave=False)):
+    bar = progress_bar(len(classes), desc=f"rendering {spec.name}", enabled=progress)
+    for index, (script_name, code_point) in enumerate(classes):
+        bar.update(1)
         bitmaps = [_fitted_bitmap(paths[f], chr(code_point), aug.glyph_box) for f in SCRIPTS[script_name].fonts]
         rng = np.random.default_rng([spec.seed, salt, code_point])
         images[index * renders: (index + 1) * renders] = render_character(bitmaps, renders, rng, aug)
+    bar.close()
     return Corpus(
         images=images,
         class_index=np.repeat(np.arange(len(classes), dtype=np.int64), renders),

@@ -8,7 +8,7 @@ from ..paper import paper_table
 from . import datasets as D
 from .recipes import FewShotRecipe
 from .spec import Experiment, Parameter
-from .stats import Claim, Comparison
+from ..report.stats import Claim, Comparison
 
 TEACHER_ROW = "Teacher"
 
@@ -58,7 +58,7 @@ over its episodes (every model of a seed is tested on the same episodes).
             for w, s in settings)) for method in self.methods]
 
     def plot(self, rows):
-        from .plots import gain_bars
+        from ..report.plots import gain_bars
 
         rows = rows.assign(setting=[f"{w}-way {s}-shot" for w, s in zip(rows["way"], rows["shot"])])
         figures = []

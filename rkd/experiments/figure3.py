@@ -17,7 +17,7 @@ from . import datasets as D
 from . import table1
 from .recipes import MetricRecipe, Preset
 from .spec import Experiment, Parameter
-from .stats import Claim, Comparison
+from ..report.stats import Claim, Comparison
 
 METHOD = "RKD-DA"
 STUDENT_DIM = 128  # the paper does not give it: Table 1's best setting, 128 without L2 normalisation
@@ -102,7 +102,7 @@ Recall@1 (%) of each model on each test set; the paper prints no numbers for thi
         ]
 
     def plot(self, rows):
-        from .plots import grouped_bars
+        from ..report.plots import grouped_bars
 
         return grouped_bars(rows, x="dataset", group="model", metric=self.metric, ylabel="Recall@1 (%)",
                             title=f"ours ({rows['scale'].iloc[0]}): the training domain is "

@@ -22,7 +22,7 @@ from . import datasets as D
 from . import table1
 from .recipes import TEACHER, MetricRecipe, Preset
 from .spec import Experiment, Parameter
-from .stats import Claim, Comparison
+from ..report.stats import Claim, Comparison
 
 METHOD = "RKD-DA"
 STUDENT = "student (RKD-DA)"

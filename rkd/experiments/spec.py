@@ -226,20 +226,14 @@ class Experiment:
         notes = self.preset(results.scale.split(" ")[0]).notes
         return "; ".join(parts) + (f". {notes}." if notes else ".")
 
-    def samples(self, results) -> list:
-        """One grid per stand-in dataset of the page: a few training images of a few
-        classes (none at paper scale, whose data the reader has)."""
-        from ..data.glyphs import sample_grid
-        from ..data.splits import load_split
+    def samples(self, results):
+        """One small mosaic of the stand-in images the page's models see: per stand-in
+        dataset a row of panels, a few training images of each of a few classes (None at
+        paper scale, whose data the reader has)."""
+        from ..report.plots import sample_mosaic
 
-        figures = []
-        for data in results.datasets:
-            if data.stands_in_for is None or results.dry_run:
-                continue
-            dataset = load_split(replace(data, rotation_classes=(), cache_images=False), None, "train", train=False)
-            figures.append(sample_grid(dataset, classes=5, per_class=10,
-                                       title=f"{data.display}, standing in for {data.stands_in_for}"))
-        return figures
+        stand_ins = [d for d in results.datasets if d.stands_in_for is not None]
+        return sample_mosaic(stand_ins) if stand_ins and not results.dry_run else None
 
     # ------------------------------------------------------------ shared
 

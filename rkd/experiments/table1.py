@@ -16,7 +16,7 @@ from ..train import TrainConfig
 from . import datasets as D
 from .recipes import MetricRecipe, Preset
 from .spec import Batches, Evaluation, Experiment, Parameter
-from .stats import Claim, Comparison
+from ..report.stats import Claim, Comparison
 
 TAPS = ("block2", "block3", "block4")
 TEACHER_ROW = "Triplet (teacher)"
@@ -161,7 +161,7 @@ normalisation only).
         ]
 
     def plot(self, rows):
-        from .plots import metric_by_size
+        from ..report.plots import metric_by_size
 
         return metric_by_size(self.paper(), self.keyed(rows), metric=self.metric, methods=tuple(METHODS),
                               teacher=TEACHER_ROW, ylabel="Recall@1 (%)")

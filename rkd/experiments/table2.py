@@ -17,7 +17,7 @@ from . import datasets as D
 from . import table1
 from .recipes import TEACHER, MetricRecipe, Preset
 from .spec import Experiment, Parameter
-from .stats import Claim, Comparison
+from ..report.stats import Claim, Comparison
 
 GENERATIONS = 3
 METHOD = "RKD-DA"
@@ -103,7 +103,7 @@ values are not comparable with the paper's: compare orderings.
         ]
 
     def plot(self, rows):
-        from .plots import generations_plot
+        from ..report.plots import generations_plot
 
         return generations_plot(self.paper(), rows, metric=self.metric)
 

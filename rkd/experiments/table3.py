@@ -15,7 +15,7 @@ from . import datasets as D
 from . import table1, table2
 from .recipes import MetricRecipe, Preset
 from .spec import Experiment, Parameter
-from .stats import Claim, Comparison
+from ..report.stats import Claim, Comparison
 
 METHOD = "RKD-DA"
 # torchvision's GoogLeNet weights expect ImageNet-normalised inputs, so GoogLeNet reads the
@@ -94,7 +94,7 @@ Recall@1 (%); the other methods' rows are the paper's published numbers, not run
         ]
 
     def plot(self, rows):
-        from .plots import recall_at_k_plot
+        from ..report.plots import recall_at_k_plot
 
         return recall_at_k_plot(paper_table("table3"), rows, method=METHOD)
 

@@ -14,7 +14,7 @@ from ..train import TrainConfig
 from . import datasets as D
 from .recipes import ClassificationSetup, Preset
 from .spec import Evaluation, Experiment, Parameter
-from .stats import Claim, Comparison
+from ..report.stats import Claim, Comparison
 
 TAPS = ("block2", "block3", "block4")
 TEACHER_ROW = "Teacher"
@@ -145,7 +145,7 @@ compare the gains over the baseline.
         ]
 
     def plot(self, rows):
-        from .plots import gain_bars
+        from ..report.plots import gain_bars
 
         colours = {name: "C0" if "RKD" in name else "C1" if "RRD" in name else "C7" for name in METHODS}
         return gain_bars(self.paper(), rows, metric=self.metric, baseline={"method": "Baseline"},

@@ -19,7 +19,7 @@ from .recipes import FewShotRecipe, Preset
 
 TAPS = ("block2", "block3", "block4")
 
-CI = replace(table5.CI, train_way={1: 10, 5: 10}, test_ways=(5,),
+CI = replace(table5.CI, test_ways=(5,),
              term_options={"Attention": {"attention": {"blocks": ("block2", "block3")}}})
 PAPER = FewShotRecipe(
     network=ModelSpec("conv4", (("in_channels", 3), ("input_size", 84), ("hidden_channels", 64), ("taps", TAPS))),

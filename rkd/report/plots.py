@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-__all__ = ["metric_by_size", "gain_bars", "grouped_bars", "generations_plot", "recall_at_k_plot", "seed_errors"]
+__all__ = ["metric_by_size", "gain_bars", "grouped_bars", "generations_plot", "recall_at_k_plot", "sample_mosaic",
+           "seed_errors"]
 
 WIDTH = 11.0  # inches: the page width of the book at 100 dpi
 
@@ -176,3 +177,35 @@ def recall_at_k_plot(paper: pd.DataFrame, rows: pd.DataFrame, *, method: str):
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def sample_mosaic(datasets, *, classes: int = 5, per_class: int = 8) -> list[tuple[str, bytes, int]]:
+    """For each dataset spec: a caption, a grey PNG mosaic (and its width) of the first ``per_class``
+    training images of its first ``classes`` classes (rows: classes), at the images' own
+    resolution: a few kilobytes each, where a matplotlib grid of such noisy images weighs
+    hundreds."""
+    import io
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from ..data.splits import load_split
+
+    mosaics = []
+    for spec in datasets:
+        dataset = load_split(spec, None, "train", train=False)
+        targets = torch.as_tensor(dataset.targets)
+        rows = []
+        for label in torch.unique(targets)[:classes].tolist():
+            picks = torch.nonzero(targets == label).flatten()[:per_class].tolist()
+            tiles = [np.asarray(dataset[i][0], dtype=np.float32).squeeze() for i in picks]
+            tiles = [(t - t.min()) / max(float(t.max() - t.min()), 1e-6) for t in tiles]  # shown, not scored
+            tiles += [np.zeros_like(tiles[0])] * (per_class - len(tiles))
+            rows.append(np.concatenate([np.pad(t, 1, constant_values=1.0) for t in tiles], axis=1))
+        pixels = (np.concatenate(rows, axis=0) * 255).round().astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels, mode="L").save(buffer, format="PNG", optimize=True)
+        mosaics.append((f"{spec.display}, standing in for {spec.stands_in_for}: {per_class} training images of "
+                        f"each of its first {classes} classes", buffer.getvalue(), pixels.shape[1]))
+    return mosaics

@@ -1,7 +1,7 @@
 """The results page of an experiment, as a notebook: the same cells for every table and
 figure, written from the experiment itself so that pages cannot drift apart.
 
-``python -m rkd.experiments.notebook`` rewrites ``notebooks/*.ipynb`` (unexecuted);
+``python -m rkd.report.notebook`` rewrites ``notebooks/*.ipynb`` (unexecuted);
 ``make notebooks`` then executes them at ``scale="ci"``.
 
 Cell tags: ``parameters`` (papermill), ``hide-input`` (plumbing a reader may open),
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import get, names
+from ..experiments import get, names
 
 __all__ = ["notebook", "write_all", "PAGES"]
 
@@ -63,7 +63,7 @@ def notebook(name: str) -> nbformat.NotebookNode:
                   "The parameters below select the scale; the committed page was run at `scale=\"ci\"`. "
                   "See *Reproducing a table* for the paper-scale command."),
         _code("\n".join(parameters), "parameters"),
-        _code(f"import rkd\nfrom rkd.experiments import get, notebook_parameters, report\n\n"
+        _code(f"import rkd\nfrom rkd.experiments import get, notebook_parameters\nfrom rkd.report import page as report\n\n"
               f"experiment = get({name!r})\nparams = notebook_parameters(globals(), experiment)", "hide-input"),
         _markdown("## Run\n\nProgress is shown in the terminal that runs the notebook, not here."),
         _code("results = experiment.run(**params)", "hide-input"),
@@ -73,7 +73,7 @@ def notebook(name: str) -> nbformat.NotebookNode:
         _code("report.show_plan(results)", "remove-input"),
         _markdown("## The data\n\nAt `scale=\"ci\"` each of the paper's datasets is played by a stand-in "
                   "(see *The glyph world*); a few of its training images:"),
-        _code("figures = report.show_samples(experiment, results)", "remove-input"),
+        _code("report.show_samples(experiment, results)", "remove-input"),
         _markdown("## The paper's numbers beside ours\n\n" + experiment.table_note.strip()),
         _code("report.show_side_by_side(experiment, results)", "remove-input"),
         _markdown("## Do the paper's claims hold here?\n\nEach claim is a set of comparisons \"A beats B\". On our "

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from .runner import Results
+from ..experiments.runner import Results
 from .stats import HOLDS, REVERSED, UNCLEAR, VERDICTS, summarize_verdicts
 
 __all__ = ["seed_table", "side_by_side", "summary_box", "plan_html", "verdict_table", "verdict_markdown",
@@ -187,7 +187,7 @@ def _finite(value: float) -> float | None:
 
 # ------------------------------------------------------------------------------ page cells
 #
-# One function per cell of a results page (see rkd.experiments.notebook): each takes the
+# One function per cell of a results page (see rkd.report.notebook): each takes the
 # experiment and its results and displays what the cell shows.
 
 
@@ -210,9 +210,19 @@ def show_plan(results: Results) -> None:
     _display(HTML(plan_html(results.plan)))
 
 
-def show_samples(experiment, results: Results):
-    """A grid of the stand-in images the page's models train on (ci scale)."""
-    return experiment.samples(results)
+def show_samples(experiment, results: Results) -> None:
+    """Mosaics of the stand-in images the page's models train on (ci scale; nothing at
+    paper scale, whose data the reader has)."""
+    from IPython.display import Image, Markdown
+
+    stand_ins = [d for d in results.datasets if d.stands_in_for is not None]
+    if stand_ins:
+        lines = ["| the paper's dataset | played here by | registry name |", "|---|---|---|"]
+        lines += [f"| {d.stands_in_for} | {d.display} | `{d.name}` |" for d in stand_ins]
+        _display(Markdown("\n".join(lines)))
+    for caption, png, width in experiment.samples(results) or ():
+        _display(Markdown(f"*{caption}*"))
+        _display(Image(data=png, width=2 * width))  # twice the images' own size, sharp (pixelated) in the page
 
 
 def shown_rows(experiment, results: Results) -> pd.DataFrame:
