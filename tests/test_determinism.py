@@ -13,10 +13,10 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-import rkd.experiments.runner as runner_module
+import rkd.runs.runner as runner_module
 from rkd.experiments.datasets import DIGITS
 from rkd.experiments.recipes import MetricRecipe, Preset
-from rkd.experiments.spec import Batches, Evaluation, Experiment
+from rkd.runs.spec import Batches, Evaluation, Experiment
 from rkd.models.spec import ModelSpec
 from rkd.train import TrainConfig
 

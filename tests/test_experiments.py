@@ -20,14 +20,14 @@ import pytest
 import torch
 
 import rkd.report.page as report
-import rkd.experiments.runner as runner_module
+import rkd.runs.runner as runner_module
 from rkd.data import DatasetLayoutError
 from rkd.data.splits import DataSpec, load_split
 from rkd.experiments import get, names, notebook_parameters
 from rkd.experiments import figure3, figure4, table1, table4, table5, table6
 from rkd.experiments.datasets import DIGITS
 from rkd.report.notebook import PAGES
-from rkd.experiments.runner import Results, _feasible_ks, _method, resolve_runs
+from rkd.runs.runner import Results, _feasible_ks, _method, resolve_runs
 from rkd.report.stats import HOLDS, REVERSED, UNCLEAR, judge, summarize_verdicts
 from rkd.registry import UnknownNameError
 from rkd.train import TrainConfig

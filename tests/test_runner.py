@@ -7,11 +7,11 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-import rkd.experiments.runner as runner_module
+import rkd.runs.runner as runner_module
 from rkd.experiments import ParameterError, get, names, notebook_parameters
 from rkd.experiments.datasets import DIGITS
 from rkd.experiments.recipes import MetricRecipe, Preset
-from rkd.experiments.spec import Batches, Evaluation, Experiment, Parameter
+from rkd.runs.spec import Batches, Evaluation, Experiment, Parameter
 from rkd.report.stats import Claim, Comparison
 from rkd.models.spec import ModelSpec
 from rkd.train import TrainConfig

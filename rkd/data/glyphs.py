@@ -542,29 +542,43 @@ def render_corpus(spec: CorpusSpec, *, fonts_dir: str | os.PathLike | None = Non
     it is rendered again and replaced.
     """
     from rkd.cache import canonical_json, config_digest, default_cache_dir
-    from rkd.runtime import atomic_write
+    from rkd.runtime import atomic_write, exclusive
 
     config = corpus_config(spec, fonts_dir)
     expected = canonical_json(config)
     folder = (default_cache_dir() / "glyphs") if cache_dir is None else Path(cache_dir).expanduser()
     path = folder / f"{spec.name}-{config_digest(config)}.npz"
-    if use_cache and path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as entry:
-                if str(entry["config"]) == expected:
-                    return Corpus(images=entry["images"], class_index=entry["class_index"],
-                                  render_index=entry["render_index"], code_points=entry["code_points"],
-                                  class_scripts=[str(s) for s in entry["class_scripts"]], path=path)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
-            pass  # unreadable (truncated by hand, say): render again and replace it
-    corpus = _render(spec, fonts_dir, progress)
-    if use_cache:
+    if not use_cache:
+        return _render(spec, fonts_dir, progress)
+    cached = _cached_corpus(path, expected)
+    if cached is not None:
+        return cached
+    with exclusive(path.with_suffix(".lock")):  # another process rendering the same corpus: wait for it
+        cached = _cached_corpus(path, expected)
+        if cached is not None:
+            return cached
+        corpus = _render(spec, fonts_dir, progress)
         with atomic_write(path, "wb") as handle:
             np.savez(handle, config=np.array(expected), images=corpus.images, class_index=corpus.class_index,
                      render_index=corpus.render_index, code_points=corpus.code_points,
                      class_scripts=np.array(corpus.class_scripts))
-        corpus.path = path
+    corpus.path = path
     return corpus
+
+
+def _cached_corpus(path: Path, expected: str) -> Corpus | None:
+    """The cache entry at ``path`` if it holds the renders of configuration ``expected``."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as entry:
+            if str(entry["config"]) == expected:
+                return Corpus(images=entry["images"], class_index=entry["class_index"],
+                              render_index=entry["render_index"], code_points=entry["code_points"],
+                              class_scripts=[str(s) for s in entry["class_scripts"]], path=path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+        pass  # unreadable (truncated by hand, say): render again and replace it
+    return None
 
 
 # ---------------------------------------------------------------------------- datasets

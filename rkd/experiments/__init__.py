@@ -1,7 +1,7 @@
 """The paper's tables and figures as experiments: ``rkd.experiments.get("table1")``.
 
 Each experiment (one module per table or figure) holds its presets, its runs, its
-claims and its plot; :mod:`~rkd.experiments.runner` runs any of them::
+claims and its plot; :mod:`~rkd.runs.runner` runs any of them::
 
     experiment = rkd.experiments.get("table1")
     experiment.plan(scale="paper")                 # the protocol, one row per training run
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..registry import Registry
-from .spec import Experiment
+from ..runs.spec import Experiment
 
 __all__ = ["get", "names", "EXPERIMENTS", "notebook_parameters", "ParameterError", "Experiment"]
 

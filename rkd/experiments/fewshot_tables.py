@@ -6,11 +6,23 @@ import pandas as pd
 
 from ..paper import paper_table
 from . import datasets as D
-from .recipes import FewShotRecipe
-from .spec import Experiment, Parameter
+from ..data.splits import DataSpec
+from .recipes import FewShotRecipe, Preset
+from ..runs.spec import Experiment, Parameter
 from ..report.stats import Claim, Comparison
 
 TEACHER_ROW = "Teacher"
+
+
+def fewshot_presets(ci: tuple[DataSpec, FewShotRecipe, str],
+                    paper: tuple[DataSpec, FewShotRecipe, str]) -> dict[str, Preset]:
+    """A few-shot table's presets from (dataset, recipe, notes) per scale: ci on one
+    thread without loader workers (the episodes are arrays in memory already)."""
+    (ci_data, ci_recipe, ci_notes), (paper_data, paper_recipe, paper_notes) = ci, paper
+    return {
+        "ci": Preset(scale="ci", datasets=(ci_data,), recipe=ci_recipe, threads=1, num_workers=0, notes=ci_notes),
+        "paper": Preset(scale="paper", datasets=(paper_data,), recipe=paper_recipe, notes=paper_notes),
+    }
 
 
 class FewShotTable(Experiment):

@@ -3,7 +3,7 @@ Figures 3-4), classification (Table 4) and few-shot learning (Tables 5-6).
 
 A recipe holds what a protocol fixes at one scale (networks, schedules, batches,
 evaluation); its methods turn "a teacher on this dataset" or "an RKD-DA student of
-size 16 taught by that teacher" into a :class:`~rkd.experiments.spec.Run`. Tables
+size 16 taught by that teacher" into a :class:`~rkd.runs.spec.Run`. Tables
 combine them; the runner trains them.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from ..data.splits import DataSpec
 from ..models.spec import ModelSpec
 from ..train import TrainConfig
-from .spec import Batches, Evaluation, Run
+from ..runs.spec import Batches, Evaluation, Run
 
 __all__ = ["Preset", "Pretraining", "MetricRecipe", "ClassificationSetup", "FewShotRecipe", "TEACHER"]
 

@@ -16,7 +16,7 @@ from ..train import TrainConfig
 from . import datasets as D
 from . import table1
 from .recipes import TEACHER, MetricRecipe, Preset
-from .spec import Experiment, Parameter
+from ..runs.spec import Experiment, Parameter
 from ..report.stats import Claim, Comparison
 
 GENERATIONS = 3
@@ -62,8 +62,10 @@ values are not comparable with the paper's: compare orderings.
     presets = {
         "ci": Preset(
             scale="ci", datasets=(D.GLYPHS_CUB, D.GLYPHS_CARS), recipe=CI, threads=1, num_workers=0,
-            notes="glyph stand-ins of CUB and Cars (the SOP-like set is left out to fit the budget), "
-                  "`small_cnn_wide`-512 with a glyph-pretrained trunk, CPU",
+            grid={"datasets": ("glyphs_cub",)},
+            notes="the glyph stand-in of CUB (the Cars one runs with datasets=[\"glyphs_cars\"] and the "
+                  "SOP-like set is left out, to fit the budget), `small_cnn_wide`-512 with a glyph-pretrained "
+                  "trunk, CPU",
         ),
         "paper": Preset(
             scale="paper", datasets=(D.CUB200, D.CARS196, D.SOP), recipe=PAPER,
@@ -80,7 +82,8 @@ values are not comparable with the paper's: compare orderings.
             raise ValueError(f"generations must be a positive int (the paper trains {GENERATIONS}), got "
                              f"{generations!r}")
         recipe: MetricRecipe = preset.recipe
-        for data in D.choose(preset.datasets, datasets, self.title):
+        chosen = datasets if datasets is not None else preset.grid.get("datasets")
+        for data in D.choose(preset.datasets, chosen, self.title):
             yield from recipe.pretrain_runs(data, recipe.teacher)
             yield replace(recipe.teacher_run(data), labels=(("generation", 0),))
             for generation in range(1, generations + 1):

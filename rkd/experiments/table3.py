@@ -14,7 +14,7 @@ from ..paper import paper_table
 from . import datasets as D
 from . import table1, table2
 from .recipes import MetricRecipe, Preset
-from .spec import Experiment, Parameter
+from ..runs.spec import Experiment, Parameter
 from ..report.stats import Claim, Comparison
 
 METHOD = "RKD-DA"

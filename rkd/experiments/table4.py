@@ -13,7 +13,7 @@ from ..paper import paper_table
 from ..train import TrainConfig
 from . import datasets as D
 from .recipes import ClassificationSetup, Preset
-from .spec import Evaluation, Experiment, Parameter
+from ..runs.spec import Evaluation, Experiment, Parameter
 from ..report.stats import Claim, Comparison
 
 TAPS = ("block2", "block3", "block4")
@@ -45,7 +45,7 @@ def _small(model: str) -> ModelSpec:
     return ModelSpec(model, (("in_channels", 1), ("input_size", 28), ("embedding_dim", None), ("taps", TAPS)))
 
 
-CI_STEPS = 300
+CI_STEPS = 200
 
 
 def _ci(data) -> ClassificationSetup:
@@ -53,7 +53,7 @@ def _ci(data) -> ClassificationSetup:
     # would leave nothing to distil
     return ClassificationSetup(data=data, teacher=_small("small_cnn_wide"), student=_small("small_cnn"),
                                train=compressed(CI_STEPS), teacher_train=compressed(2 * CI_STEPS), batch_size=64,
-                               evaluation=Evaluation("top1", batch_size=1000, every=CI_STEPS // 3))
+                               evaluation=Evaluation("top1", batch_size=1000, every=CI_STEPS // 2))
 
 
 # CIFAR-100 has 50,000 training images, Tiny ImageNet 100,000; batches of 128, the last partial one dropped

@@ -10,8 +10,8 @@ from __future__ import annotations
 from ..models.spec import ModelSpec
 from ..train import TrainConfig
 from . import datasets as D
-from .fewshot_tables import FewShotTable
-from .recipes import FewShotRecipe, Preset
+from .fewshot_tables import FewShotTable, fewshot_presets
+from .recipes import FewShotRecipe
 
 TAPS = ("block2", "block3", "block4")
 PAPER_EPISODES = 20_000  # Snell et al. stop on the validation loss; we train a fixed number
@@ -24,12 +24,18 @@ CI = FewShotRecipe(
     # CPU budget allows 10-way training episodes
     train_way={1: 10, 5: 10}, train_query=5, test_ways=(5, 20), test_query=5, test_episodes=200,
 )
+CI_NOTES = (f"the glyph stand-in of Omniglot (alphabets are scripts; no rotated copies as extra "
+            f"classes); `conv4` with 32 channels, {CI_EPISODES} 10-way training episodes with 5 queries "
+            f"per class per model, 200 test episodes with 5 queries per setting, CPU")
 PAPER = FewShotRecipe(
     network=ModelSpec("conv4", (("in_channels", 1), ("input_size", 28), ("hidden_channels", 64), ("taps", TAPS))),
     train=TrainConfig(steps=PAPER_EPISODES, optimizer="adam", lr=1e-3,
                       milestones=tuple(range(2000, PAPER_EPISODES, 2000)), gamma=0.5, checkpoint_every=2000),
     train_way={1: 60, 5: 60}, train_query=5, test_ways=(5, 20), test_query=15, test_episodes=1000,
 )
+PAPER_NOTES = ("the paper's protocol: Omniglot, Vinyals split (rotations as classes), 28x28, `conv4` "
+               f"with 64 channels, 60-way training episodes, a fixed {PAPER_EPISODES:,} episodes per "
+               f"model, 1,000 test episodes")
 
 
 class Table5(FewShotTable):
@@ -45,16 +51,7 @@ teacher, then students of the same 4-conv architecture with the prototypical los
 RKD-D or RKD-DA, and reports 5- and 20-way, 1- and 5-shot accuracy. The students
 slightly beat their teacher everywhere.
 """
-    presets = {
-        "ci": Preset(scale="ci", datasets=(D.GLYPHS_OMNIGLOT,), recipe=CI, threads=1, num_workers=0,
-                     notes=f"the glyph stand-in of Omniglot (alphabets are scripts; no rotated copies as extra "
-                           f"classes); `conv4` with 32 channels, {CI_EPISODES} 10-way training episodes with 5 queries "
-                           f"per class per model, 200 test episodes with 5 queries per setting, CPU"),
-        "paper": Preset(scale="paper", datasets=(D.OMNIGLOT,), recipe=PAPER,
-                        notes="the paper's protocol: Omniglot, Vinyals split (rotations as classes), 28x28, `conv4` "
-                              f"with 64 channels, 60-way training episodes, a fixed {PAPER_EPISODES:,} episodes per "
-                              f"model, 1,000 test episodes"),
-    }
+    presets = fewshot_presets(ci=(D.GLYPHS_OMNIGLOT, CI, CI_NOTES), paper=(D.OMNIGLOT, PAPER, PAPER_NOTES))
 
 
 EXPERIMENT = Table5()

@@ -14,13 +14,16 @@ from ..models.spec import ModelSpec
 from ..train import TrainConfig
 from . import datasets as D
 from . import table5
-from .fewshot_tables import FewShotTable
-from .recipes import FewShotRecipe, Preset
+from .fewshot_tables import FewShotTable, fewshot_presets
+from .recipes import FewShotRecipe
 
 TAPS = ("block2", "block3", "block4")
 
 CI = replace(table5.CI, test_ways=(5,),
              term_options={"Attention": {"attention": {"blocks": ("block2", "block3")}}})
+CI_NOTES = (f"the glyph stand-in of miniImageNet (64/16/20 classes); `conv4` with 32 channels, "
+            f"{table5.CI_EPISODES} 10-way training episodes per model, 200 test episodes, attention on "
+            f"blocks 2 and 3 (the last block's map is 1x1 at 28x28), CPU")
 PAPER = FewShotRecipe(
     network=ModelSpec("conv4", (("in_channels", 3), ("input_size", 84), ("hidden_channels", 64), ("taps", TAPS))),
     train=TrainConfig(steps=table5.PAPER_EPISODES, optimizer="adam", lr=1e-3,
@@ -28,6 +31,9 @@ PAPER = FewShotRecipe(
     # Snell et al.: 30-way episodes for 1-shot, 20-way for 5-shot, 15 queries per class
     train_way={1: 30, 5: 20}, train_query=15, test_ways=(5,), test_query=15, test_episodes=600,
 )
+PAPER_NOTES = ("the paper's protocol: miniImageNet, Ravi & Larochelle split, 84x84, `conv4` with 64 "
+               f"channels, Snell et al.'s episodes, a fixed {table5.PAPER_EPISODES:,} episodes per "
+               "model, 600 test episodes; decoded images kept in memory (about 3.3 GB)")
 
 
 class Table6(FewShotTable):
@@ -42,16 +48,7 @@ The paper's Table 6 does on miniImageNet what Table 5 does on Omniglot, with Fit
 attention transfer as further baselines, 5-way 1- and 5-shot. RKD-D and RKD-DA beat the
 teacher; attention transfer falls far below it.
 """
-    presets = {
-        "ci": Preset(scale="ci", datasets=(D.GLYPHS_MINI,), recipe=CI, threads=1, num_workers=0,
-                     notes=f"the glyph stand-in of miniImageNet (64/16/20 classes); `conv4` with 32 channels, "
-                           f"{table5.CI_EPISODES} 10-way training episodes per model, 200 test episodes, attention on "
-                           f"blocks 2 and 3 (the last block's map is 1x1 at 28x28), CPU"),
-        "paper": Preset(scale="paper", datasets=(D.MINI_IMAGENET,), recipe=PAPER,
-                        notes="the paper's protocol: miniImageNet, Ravi & Larochelle split, 84x84, `conv4` with 64 "
-                              f"channels, Snell et al.'s episodes, a fixed {table5.PAPER_EPISODES:,} episodes per "
-                              "model, 600 test episodes; decoded images kept in memory (about 3.3 GB)"),
-    }
+    presets = fewshot_presets(ci=(D.GLYPHS_MINI, CI, CI_NOTES), paper=(D.MINI_IMAGENET, PAPER, PAPER_NOTES))
 
 
 EXPERIMENT = Table6()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..experiments.runner import Results
+from ..runs.runner import Results
 from .stats import HOLDS, REVERSED, UNCLEAR, VERDICTS, summarize_verdicts
 
 __all__ = ["seed_table", "side_by_side", "summary_box", "plan_html", "verdict_table", "verdict_markdown",

@@ -1,7 +1,7 @@
 """The one runner: everything a table or figure does besides declaring its runs.
 
 :func:`run_experiment` checks the parameters, picks the preset, applies the protocol
-(:mod:`rkd.experiments.protocol`) and the dry run, seeds every run, trains each model
+(:mod:`rkd.runs.protocol`) and the dry run, seeds every run, trains each model
 once per (full configuration, seed, package version) and shares it between the runs,
 notebooks and sessions that need it (:class:`ModelStore`, on disk through
 :class:`rkd.cache.ArtifactCache`, resumable through ``fit``'s checkpoints), evaluates,
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import fcntl
 import platform
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from ..losses.terms import TermContext
 from ..methods import Method, Stage, get_method
 from ..progress import progress_bar
 from ..registry import Registry
-from ..runtime import atomic_torch_save, configure_determinism, seed_everything
+from ..runtime import atomic_torch_save, configure_determinism, exclusive, seed_everything
 from ..train import TrainConfig, fit
 from ..train.loader import draws_randomness
 from ..train.distributed import is_main_process, rank_zero_decides
@@ -262,14 +261,8 @@ class ModelStore:
             # together: only rank 0 locks, the others would wait for it while it waits for them
             yield
             return
-        path = self.directory / "locks" / f"{config_digest(key)}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with exclusive(self.directory / "locks" / f"{config_digest(key)}.lock"):
+            yield
 
     def checkpoint_path(self, key: Mapping[str, Any]) -> Path | None:
         return None if self.directory is None else self.directory / "checkpoints" / f"{config_digest(key)}.pt"
@@ -358,7 +351,7 @@ def run_experiment(experiment: Experiment, *, scale: str = "ci", data_root: str 
     """Run every run of ``experiment`` at ``scale`` for every seed; return :class:`Results`.
 
     ``seeds``: the repetitions (default: the preset's). ``protocol``: ``"authors_code"``
-    or ``"paper_text"`` (default: the preset's; see :mod:`rkd.experiments.protocol`).
+    or ``"paper_text"`` (default: the preset's; see :mod:`rkd.runs.protocol`).
     ``dry_run``: print the plan, then train every model for two steps on the CPU on the
     preset's data and networks (no downloads); the rows are not results.
     ``cache_dir``: where trained models are kept (default :func:`rkd.cache.default_cache_dir`;
@@ -391,10 +384,11 @@ def run_experiment(experiment: Experiment, *, scale: str = "ci", data_root: str 
     bar.close()
     rows = pd.DataFrame(context.rows)
     pretraining = rows["role"] == "pretrain" if len(rows) else pd.Series(dtype=bool)
+    integer_labels = {"embedding_dim", "seed", "way", "shot"} | {k for run in resolved.runs for k, _ in run.labels}
     results = Results(
         experiment=experiment.name, scale=resolved.label, protocol=resolved.protocol, seeds=resolved.seeds,
-        rows=rows[~pretraining].dropna(axis=1, how="all").reset_index(drop=True),
-        pretraining=rows[pretraining].dropna(axis=1, how="all").drop_duplicates(["run", "seed"]).reset_index(drop=True),
+        rows=_tidy(rows[~pretraining], integer_labels),
+        pretraining=_tidy(rows[pretraining], integer_labels).drop_duplicates(["run", "seed"]).reset_index(drop=True),
         plan=plan, episodes=pd.DataFrame(context.episode_rows), device=str(dev),
         datasets=tuple(dict.fromkeys(d for run in resolved.runs if run.role != "pretrain"
                                      for d in (run.data, *run.evaluation.domains))),
@@ -403,6 +397,18 @@ def run_experiment(experiment: Experiment, *, scale: str = "ci", data_root: str 
     )
     experiment.analyse(results, context.kept)
     return results
+
+
+def _tidy(rows: pd.DataFrame, integer_labels: set[str]) -> pd.DataFrame:
+    """``rows`` without the columns only other roles fill, and with integer labels
+    (embedding size, generation, ...) as ints again where rows of those roles, lacking
+    them, had made the column float."""
+    rows = rows.dropna(axis=1, how="all").reset_index(drop=True)
+    for column in integer_labels & set(rows.columns):
+        values = rows[column]
+        if values.dtype.kind == "f" and values.notna().all() and (values == values.round()).all():
+            rows[column] = values.astype("int64")
+    return rows
 
 
 def _total_steps(plan: pd.DataFrame) -> int:
@@ -550,6 +556,7 @@ class _Context:
     def train_and_evaluate(self, run: Run, seed: int, key: dict[str, Any]):
         model = self.build(run, seed)
         history: list[dict[str, Any]] = []
+        measured: dict[str, Any] = {}
         if run.trains:
             train_set = self.split(run.data, "train", True)
             teacher = self.model_of(run, run.teacher, seed) if run.teacher else None
@@ -568,11 +575,13 @@ class _Context:
                          eval_every=run.evaluation.every, progress=self.progress, num_workers=self.num_workers,
                          desc=f"{run.data.display}: {run.name} (seed {seed})")
             history = [dict(h) for h in getattr(result, "history", [])]
+            if evaluate is not None:  # fit measured the final model on its own test set already
+                measured[run.data.display] = result.metrics
             checkpoint = self.store.checkpoint_path(key)
             if checkpoint is not None:
                 checkpoint.unlink(missing_ok=True)  # the finished model lives in the cache entry now
         model.eval()
-        metrics, episodes = self.evaluate(run, model, seed)
+        metrics, episodes = self.evaluate(run, model, seed, measured)
         payload = {"metrics": metrics, "episodes": episodes, "history": history}
         if (run.scope, run.name) in self.needed:
             payload["model"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -586,11 +595,17 @@ class _Context:
             self.teacher_outputs = {key: PrecomputedTeacher(teacher, train_set)}  # one teacher's outputs at a time
         return self.teacher_outputs[key]
 
-    def evaluate(self, run: Run, model, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``{test set: metrics}`` and, few-shot, ``{test set: {way: per-episode accuracies}}``."""
+    def evaluate(self, run: Run, model, seed: int, measured: Mapping[str, Any] | None = None
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``{test set: metrics}`` and, few-shot, ``{test set: {way: per-episode accuracies}}``.
+        ``measured``: test set -> metrics already measured on this model (by ``fit``'s last
+        evaluation), not measured again (few-shot's per-episode values are never in it)."""
         metrics: dict[str, Any] = {}
         episodes: dict[str, Any] = {}
         for domain in (run.data, *run.evaluation.domains):
+            if measured and domain.display in measured and run.evaluation.kind != "episodes":
+                metrics[domain.display] = dict(measured[domain.display])
+                continue
             metrics[domain.display], found = self.measure(run, model, domain, seed)
             if found:
                 episodes[domain.display] = found

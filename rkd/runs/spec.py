@@ -3,7 +3,7 @@ and the base of every table and figure (:class:`Experiment`).
 
 A table module says *what* runs: its presets (one per scale), a short declaration of
 its runs (``runs(preset, **params)`` yields :class:`Run` s naming which run teaches
-which), its claims and its plot. :func:`rkd.experiments.runner.run_experiment` does
+which), its claims and its plot. :func:`rkd.runs.runner.run_experiment` does
 everything else, once for every table.
 """
 from __future__ import annotations
@@ -245,7 +245,7 @@ class Experiment:
     def run(self, scale: str = "ci", data_root: str | None = None, device: str = "cpu",
             seeds: tuple[int, ...] | None = None, protocol: str | None = None, progress: bool = True,
             dry_run: bool = False, cache_dir: str | None = None, **params: Any):
-        """Run the experiment; see :func:`rkd.experiments.runner.run_experiment`."""
+        """Run the experiment; see :func:`rkd.runs.runner.run_experiment`."""
         from .runner import run_experiment
 
         return run_experiment(self, scale=scale, data_root=data_root, device=device, seeds=seeds,

@@ -71,26 +71,23 @@ def _authors_hint_schedule(train: TrainConfig) -> TrainConfig:
     return replace(train, lr=1e-5)
 
 
+def _reading(name: str, summary: str, *, authors: bool, **extra: Any) -> Protocol:
+    """A protocol: the two readings differ in the same loss-term options, set one way or the other."""
+    return Protocol(name=name, summary=summary, term_options=MappingProxyType({
+        "triplet": {"squared": not authors, "authors_numerics": authors},
+        "fitnet": {"learn_regressors": not authors},
+    }), **extra)
+
+
 PROTOCOLS: Registry[Protocol] = Registry("protocol")
-PROTOCOLS.register("authors_code", Protocol(
-    name="authors_code",
+PROTOCOLS.register("authors_code", _reading(
+    "authors_code", authors=True, hint_schedule=_authors_hint_schedule,
     summary=("as the authors' code ran it (lenscloth/RKD): the triplet loss on plain distances with the code's "
-             "distance-weighted sampling numerics; FitNet's hint stage at lr 1e-5 with fixed random regressors"),
-    term_options=MappingProxyType({
-        "triplet": {"squared": False, "authors_numerics": True},
-        "fitnet": {"learn_regressors": False},
-    }),
-    hint_schedule=_authors_hint_schedule,
-))
-PROTOCOLS.register("paper_text", Protocol(
-    name="paper_text",
+             "distance-weighted sampling numerics; FitNet's hint stage at lr 1e-5 with fixed random regressors")))
+PROTOCOLS.register("paper_text", _reading(
+    "paper_text", authors=False,
     summary=("as the paper's text describes it: eq. 12's squared distances, distance-weighted sampling as Wu et "
-             "al. describe it; FitNet's regressors learned (eq. 3), its hint stage on the students' schedule"),
-    term_options=MappingProxyType({
-        "triplet": {"squared": True, "authors_numerics": False},
-        "fitnet": {"learn_regressors": True},
-    }),
-))
+             "al. describe it; FitNet's regressors learned (eq. 3), its hint stage on the students' schedule")))
 
 
 def get_protocol(name: str) -> Protocol:
