@@ -21,7 +21,7 @@ from rkd.book.assemble import assemble, toc_notebooks
 from rkd.book.offline import external_resources, is_external
 from rkd.book.performance import BenchmarkError, performance_markdown
 from rkd.book.sphinx_ext import collapse_injected_parameters
-from rkd.book.summary import SUMMARY_MIME, SummaryError, read_summaries, summary_markdown
+from rkd.book.summary import SUMMARY_MIME, SummaryError, read_summaries, rrd_markdown, summary_markdown
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -111,6 +111,20 @@ def test_summary_says_when_a_notebook_has_none(tmp_path):
     assert "No summary yet: the notebook `table5_omniglot.ipynb` carries no" in text
     assert "[its page](/notebooks/table5_omniglot.ipynb)" in text
     assert text.index("Table 1") < text.index("Table 5")  # the order given (the table of contents)
+
+
+def test_rrd_section_collects_only_the_rrd_claims(tmp_path):
+    summary = _summary()
+    summary["claims"].append({"claim": "RRD's claim: RRD beats RKD-DA at the same size (d=16, glyphs)",
+                              "verdict": "reversed", "interval": [-2.5, -0.5], "paper": "n/a"})
+    path = _notebook(tmp_path / "notebooks" / "table1_metric_learning.ipynb", "Table 1", summary)
+    text = rrd_markdown(read_summaries([path], root=tmp_path))
+    assert "RRD beats RKD-DA at the same size \\(d=16, glyphs\\)" in text and "RRD's claim" not in text
+    assert "**reversed** | [−2.50, −0.50]" in text
+    assert "(/notebooks/table1_metric_learning.ipynb)" in text
+    assert "RKD-DA beats Triplet" not in text  # the RKD paper's own claims stay on the summary page
+    without = _notebook(tmp_path / "notebooks" / "table5.ipynb", "Table 5", _summary())
+    assert rrd_markdown(read_summaries([without], root=tmp_path)) == "No page has judged RRD against RKD yet.\n"
 
 
 @pytest.mark.parametrize("broken, message", [

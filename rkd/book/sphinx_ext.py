@@ -14,9 +14,10 @@ What it does, and why:
   here (thebe is off), is dropped from the pages.
 - **Papermill's injected-parameters cell collapsed.** Notebooks are read with that cell
   tagged ``hide-input`` (in memory only: the files are never rewritten).
-- **Generated content.** ``% rkd-generated: summary`` and ``% rkd-generated: performance``
-  lines of a page are replaced, when the page is read, by the summary of all tables
-  (:mod:`rkd.book.summary`, from the notebooks in the book) and by the benchmark
+- **Generated content.** ``% rkd-generated: summary``, ``rrd`` and ``performance``
+  lines of a page are replaced, when the page is read, by the summary of all tables and
+  the RRD-against-RKD verdicts (:mod:`rkd.book.summary`, from the notebooks in the
+  book) and by the benchmark
   results (:mod:`rkd.book.performance`, from ``benchmarks/results``). The introduction's
   figure (:mod:`rkd.book.figures`) is drawn into ``book/_generated/`` before reading.
 """
@@ -154,15 +155,16 @@ def _book_notebooks(app: Sphinx) -> list[Path]:
 
 def _generate(app: Sphinx, docname: str, name: str) -> str:
     from rkd.book.performance import BenchmarkError, performance_markdown
-    from rkd.book.summary import SummaryError, read_summaries, summary_markdown
+    from rkd.book.summary import SummaryError, read_summaries, rrd_markdown, summary_markdown
 
     srcdir = Path(app.srcdir)
     try:
-        if name == "summary":
+        if name in ("summary", "rrd"):
             notebooks = _book_notebooks(app)
             for path in notebooks:
                 app.env.note_dependency(str(path))
-            return summary_markdown(read_summaries(notebooks, root=srcdir))
+            render = summary_markdown if name == "summary" else rrd_markdown
+            return render(read_summaries(notebooks, root=srcdir))
         if name == "performance":
             folder = srcdir / app.config.rkd_benchmark_results
             for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
@@ -171,7 +173,7 @@ def _generate(app: Sphinx, docname: str, name: str) -> str:
     except (SummaryError, BenchmarkError) as error:
         logger.warning(f"[rkd] {error}", location=docname)
         return f"```{{error}}\nThis section could not be generated: {error}\n```\n"
-    logger.warning(f"[rkd] unknown generated section {name!r} (known: summary, performance)", location=docname)
+    logger.warning(f"[rkd] unknown generated section {name!r} (known: summary, rrd, performance)", location=docname)
     return ""
 
 

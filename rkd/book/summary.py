@@ -35,6 +35,7 @@ __all__ = [
     "NotebookSummary",
     "read_summaries",
     "summary_markdown",
+    "rrd_markdown",
 ]
 
 SUMMARY_MIME = "application/vnd.rkd.summary+json"
@@ -208,6 +209,24 @@ def summary_markdown(items: Sequence[NotebookSummary], heading_level: int = 2) -
     if not items:
         lines += ["No experiment notebooks were found.", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def rrd_markdown(items: Sequence[NotebookSummary]) -> str:
+    """The RRD page's table: every comparison of RRD with RKD that a page judged (claims
+    whose text begins with ``RRD's claim: ``), with its verdict and interval, linking to
+    the page; the numbers as the notebooks computed them."""
+    prefix = "RRD's claim: "
+    rows = []
+    for item in items:
+        for summary in item.summaries:
+            page = summary["page"] or item.page
+            for claim in summary["claims"]:
+                if claim["claim"].startswith(prefix):
+                    rows.append([_link(summary["title"], page), escape(claim["claim"][len(prefix):]),
+                                 code(summary["scale"]), f"**{escape(claim['verdict'])}**", _interval(claim)])
+    if not rows:
+        return "No page has judged RRD against RKD yet.\n"
+    return table(["page", "comparison", "scale", "verdict", "95% interval"], rows) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -16,7 +16,7 @@ from ..train import TrainConfig
 from . import datasets as D
 from .recipes import MetricRecipe, Preset
 from ..runs.spec import Batches, Evaluation, Experiment, Parameter
-from ..report.stats import Claim, Comparison
+from ..report.stats import RRD_CLAIM, Claim, Comparison
 
 TAPS = ("block2", "block3", "block4")
 TEACHER_ROW = "Triplet (teacher)"
@@ -160,6 +160,8 @@ normalisation only).
                 Comparison(key("RKD-DA", d, "no"), teacher) for d in dims)),
             Claim("the teacher beats its initial model (pretrained trunk, new embedding layer)",
                   (Comparison(teacher, {"method": "initial model"}),)),
+            Claim(RRD_CLAIM + "RRD beats RKD-DA at the same size and normalisation", tuple(
+                Comparison(key("RRD", d, l2), key("RKD-DA", d, l2)) for d in dims for l2 in ("yes", "no"))),
         ]
 
     def plot(self, rows):

@@ -14,7 +14,7 @@ from ..train import TrainConfig
 from . import datasets as D
 from .recipes import ClassificationSetup, Preset
 from ..runs.spec import Evaluation, Experiment, Parameter
-from ..report.stats import Claim, Comparison
+from ..report.stats import RRD_CLAIM, Claim, Comparison
 
 TAPS = ("block2", "block3", "block4")
 TEACHER_ROW = "Teacher"
@@ -142,6 +142,8 @@ compare the gains over the baseline.
                 Comparison(m(f"{base}+RKD-DA"), m(base)) for base in ("HKD", "FitNet", "Attention"))),
             Claim("HKD+RKD-DA beats every other configuration of the paper", tuple(
                 Comparison(m("HKD+RKD-DA"), m(other)) for other in PAPER_METHODS if other != "HKD+RKD-DA")),
+            Claim(RRD_CLAIM + "RRD beats RKD-DA, and RRD+HKD beats HKD+RKD-DA",
+                  (Comparison(m("RRD"), m("RKD-DA")), Comparison(m("RRD+HKD"), m("HKD+RKD-DA")))),
         ]
 
     def plot(self, rows):

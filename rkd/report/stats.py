@@ -98,6 +98,11 @@ def _describe(selector: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
+#: how the claims of the RRD paper (that RRD beats RKD), judged beside the RKD paper's,
+#: begin: the book's RRD page collects them from every page by this prefix
+RRD_CLAIM = "RRD's claim: "
+
+
 @dataclass(frozen=True)
 class Claim:
     """A sentence of the paper and the comparisons that check it."""
