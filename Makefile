@@ -105,13 +105,15 @@ data:
 	  exit 1; \
 	fi
 
-# One executed notebook. Progress goes to this terminal: a line per notebook here, and a
-# bar per training run from rkd (written to the kernel's own stderr, never the notebook).
+# One executed notebook, by papermill (rkd.report.execute starts a kernel again when it fails
+# to start: two kernels launched at once under -j2 can collide on a port). Progress goes to
+# this terminal: a line per notebook here, and a bar per training run from rkd (written to
+# the kernel's own stderr, never the notebook).
 $(BUILD)/notebooks/%.ipynb: notebooks/%.ipynb $(RKD_SOURCES) $(STAMP) | data
 	@mkdir -p $(@D)
 	@echo "== papermill: $< (scale=ci) -> $@, started $$(date +%H:%M:%S)"
 	@start=$$(date +%s); \
-	if ! $(VENV)/bin/papermill --kernel python3 --log-level WARNING --no-progress-bar "$<" "$@" -p scale ci; then \
+	if ! $(PY) -m rkd.report.execute "$<" "$@" -p scale ci; then \
 	  mv -f "$@" "$(@:.ipynb=.failed.ipynb)" 2>/dev/null; \
 	  echo "== papermill FAILED on $<; the partly executed notebook is $(@:.ipynb=.failed.ipynb)"; exit 1; \
 	fi; \
@@ -130,7 +132,7 @@ unit: install
 nbval: install data
 	rm -rf $(BUILD)/nbval-cache/models $(BUILD)/nbval-cache/weights $(BUILD)/nbval-cache/checkpoints
 	RKD_CACHE_DIR=$(CURDIR)/$(BUILD)/nbval-cache $(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) \
-	  --dist loadfile --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
+	  --dist loadfile -p tests.nbval_kernel_retry --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
 
 # the book of the committed notebooks, as `make test` checks it (no execution)
 committed-book: install

@@ -11,4 +11,4 @@ from .portable import pin_environment as _pin_environment
 
 _pin_environment()
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"

@@ -295,6 +295,21 @@ def test_tiny_book_builds_offline_without_warnings(tmp_path):
     table1 = (html / "notebooks" / "table1_metric_learning.html").read_text()
     assert "tag_injected-parameters" in table1 and "tag_hide-input" in table1
     assert (html / "_images").is_dir() and any((html / "_images").glob("relational_potentials*.svg"))
+    # the root page names the book's icon, so a browser never asks the server for /favicon.ico
+    root = (html / "index.html").read_text()
+    assert '<link rel="icon" href="_static/favicon.svg">' in root
+    assert 'content="0; url=book/intro.html"' in root and (html / "_static" / "favicon.svg").is_file()
+
+
+def test_root_page_redirects_and_names_the_icon():
+    from rkd.book.sphinx_ext import root_page
+
+    html = root_page("book/intro.html", "_static/favicon.svg", "A <book>")
+    assert html.startswith("<!DOCTYPE html>")
+    assert '<link rel="icon" href="_static/favicon.svg">' in html
+    assert '<meta http-equiv="Refresh" content="0; url=book/intro.html">' in html
+    assert '<a href="book/intro.html">A &lt;book&gt;</a>' in html
+    assert "icon" not in root_page("book/intro.html", None, "t")
 
 
 def test_pages_drop_thebe_and_flag_external_assets(caplog):

@@ -148,7 +148,7 @@ def test_side_by_side_claims_and_summary_record_align_ours_with_the_papers_rows(
                      for i, d in enumerate(paper_datasets))
     results = results_of(experiment, rows, datasets)
 
-    table = report.show_side_by_side(experiment, results)
+    table = report.side_by_side_table(experiment, results)
     for paper_dataset in paper_datasets:
         ours = rename[paper_dataset]
         label = ours if paper_names else f"{ours} (for {paper_dataset})"
@@ -594,3 +594,25 @@ def test_a_dry_run_prints_the_plan_of_the_full_run(tmp_path, capsys, monkeypatch
     dry = resolve_runs(get("table2"), scale="paper", datasets=("sop",), generations=1, dry_run=True)
     assert {run.train.steps for run in dry.runs} == {runner_module.DRY_RUN.steps}  # what it then trains
     assert isinstance(dry.runs[0].train, TrainConfig)
+
+
+def test_page_figures_are_palette_pngs_of_the_rendered_size():
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    fig, ax = plt.subplots(figsize=(4, 3), dpi=50)
+    for i in range(12):
+        ax.plot([0, 1], [i, i + 1], label=str(i))
+    ax.legend()
+    full = io.BytesIO()
+    fig.savefig(full, format="png", bbox_inches="tight", facecolor="white")
+    compact = report.compact_png(fig)
+    plt.close(fig)
+    image = Image.open(io.BytesIO(compact))
+    assert image.mode == "P" and image.size == Image.open(full).size
+    assert len(compact) < len(full.getvalue())

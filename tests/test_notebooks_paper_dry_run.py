@@ -131,7 +131,7 @@ def test_notebook_runs_end_to_end_at_paper_scale(name, data_root, tmp_path, monk
     claims = "".join(_text(o) for o in _outputs_of(notebook, "report.show_claims"))
     assert "On our numbers at `scale='paper (dry run)'`" in claims
 
-    figures = _outputs_of(notebook, "figure = experiment.figure")
+    figures = _outputs_of(notebook, "report.show_figure")
     assert any("image/png" in o.get("data", {}) for o in figures), "the page's figure was not drawn"
 
     last = notebook.cells[-1]

@@ -79,6 +79,26 @@ def test_a_second_run_reads_every_model_from_the_cache_and_gives_the_same_rows(t
     second = Tiny().run(cache_dir=str(tmp_path), progress=False)
     assert len(counted_fit) == trained, "nothing may be retrained"
     pd.testing.assert_frame_equal(first.rows, second.rows)
+    assert second.training_logs == first.training_logs  # the logs of cached models are found again
+
+
+def test_every_trained_run_has_its_log_and_the_page_plots_one_per_method(tmp_path, monkeypatch):
+    from rkd.report import page
+
+    results = Tiny().run(cache_dir=str(tmp_path), progress=False)
+    runs = ("teacher", *results.rows["run"].unique())
+    assert set(results.training_logs) == {(DIGITS.display, run, seed) for run in runs for seed in (0, 1)}
+    assert all(path.is_file() for path in results.training_logs.values())
+    shown = []
+    monkeypatch.setattr(page, "_display", shown.append)
+    page.show_training_curves(Tiny(), results)
+    caption, image = shown
+    assert "seed 0" in caption.data and "(3 runs)" in caption.data  # the teacher, Triplet and RKD-DA
+    assert image.data.startswith(b"\x89PNG")
+    dry = Tiny().run(dry_run=True, progress=False, methods=("Triplet",))
+    shown.clear()
+    page.show_training_curves(Tiny(), dry)
+    assert "No training logs" in shown[0].data
 
 
 def test_a_changed_teacher_retrains_its_students(tmp_path, counted_fit, monkeypatch):

@@ -143,3 +143,28 @@ def test_nested_metrics_are_kept_in_the_history_the_checkpoint_and_the_log(tmp_p
     assert safe_torch_load(path)["history"] == [result.history[0]]
     evals = [(row[0], row[2], row[3]) for row in read_log(tmp_path / "run.log.csv") if row[1] == "eval"]
     assert evals[:2] == [(2, "5-way/accuracy", 50.0), (2, "5-way/ci95", 1.5)]
+
+
+def test_read_training_log_and_the_page_plot(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from rkd.report.plots import training_curves
+    from rkd.train.log import read_training_log
+
+    result, _, steps = train_with_eval(tmp_path / "run.ckpt", eval_every=4)
+    log = read_training_log(tmp_path / "run.log.csv")
+    assert list(log.columns) == list(COLUMNS) and log["step"].dtype == "int64"
+    total = log[(log.kind == "loss") & (log.name == "total")]
+    assert total["value"].tolist() == [values["rrd"] for _, values in steps]  # bit for bit, through the CSV
+    figure = training_curves({"a run": log, "another": log})
+    visible = [ax for ax in figure.axes if ax.get_visible() and ax.get_title()]
+    assert [ax.get_title() for ax in visible] == ["a run", "another"]
+    drawn = visible[0].get_lines()[0]
+    assert list(drawn.get_ydata()) == total["value"].tolist()  # one term: drawn once, as the total
+    assert training_curves({}) is None
+    with pytest.raises(FileNotFoundError, match="no training log at"):
+        read_training_log(tmp_path / "missing.log.csv")
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="is not a training log"):
+        read_training_log(tmp_path / "other.csv")

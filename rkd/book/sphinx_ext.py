@@ -12,6 +12,12 @@ What it does, and why:
   (:mod:`rkd.book.offline`); anything fetched from another host is a build warning
   (an error under ``-W``). sphinx-thebe's loader, which names a CDN and is never used
   here (thebe is off), is dropped from the pages.
+- **A real root page.** ``index.html`` at the root of the site redirects to the first
+  page. sphinx-external-toc writes it as a bare ``<meta>`` line with no icon link, so a
+  browser that opens it over HTTP asks the server for ``/favicon.ico``, a request
+  outside the book's files that fails (or not: it races the redirect). We write it
+  first, as a small HTML page with the book's icon and a plain link for readers whose
+  browser does not follow the redirect.
 - **Papermill's injected-parameters cell collapsed.** Notebooks are read with that cell
   tagged ``hide-input`` (in memory only: the files are never rewritten).
 - **Generated content.** ``% rkd-generated: summary``, ``rrd`` and ``performance``
@@ -132,6 +138,32 @@ def _scan_site(app: Sphinx, exception: Exception | None) -> None:
         logger.warning(f"[rkd] loads a resource from outside the book: {problem}")
 
 
+def root_page(first_page: str, favicon: str | None, title: str) -> str:
+    """The HTML of the site's root ``index.html``: a redirect to ``first_page`` that names
+    the book's icon (so the browser asks for nothing outside the book)."""
+    from html import escape
+
+    icon = f'  <link rel="icon" href="{escape(favicon)}">\n' if favicon else ""
+    target = escape(first_page)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n  <meta charset=\"utf-8\">\n"
+        f"  <title>{escape(title)}</title>\n{icon}"
+        f'  <meta http-equiv="Refresh" content="0; url={target}">\n</head>\n<body>\n'
+        f'  <p><a href="{target}">{escape(title)}</a></p>\n</body>\n</html>\n'
+    )
+
+
+def _write_root_page(app: Sphinx, exception: Exception | None) -> None:
+    if exception is not None or app.builder.name != "html" or app.config.root_doc == "index":
+        return
+    favicon = app.config.html_favicon
+    if favicon and not is_external(favicon):
+        favicon = f"_static/{Path(favicon).name}"
+    first_page = app.builder.get_target_uri(app.config.root_doc)
+    html = root_page(first_page, favicon or None, app.config.html_title or app.config.project)
+    (Path(app.outdir) / "index.html").write_text(html, encoding="utf-8")
+
+
 # --------------------------------------------------------------------- notebooks
 
 def collapse_injected_parameters(notebook_json: str) -> str:
@@ -206,5 +238,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     # after sphinx.ext.mathjax (priority 500) has added its script to the page
     app.connect("html-page-context", _offline_assets, priority=900)
     app.connect("build-finished", _copy_mathjax)
+    # before sphinx-external-toc's own root page (priority 500), which then keeps ours
+    app.connect("build-finished", _write_root_page, priority=400)
     app.connect("build-finished", _scan_site, priority=900)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

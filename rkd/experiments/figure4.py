@@ -116,9 +116,9 @@ Recall@1 (%) over every test query; the paper prints no numbers for this figure.
         import matplotlib.pyplot as plt
         from matplotlib.patches import Rectangle
 
-        from IPython.display import display
+        from ..report.page import show_table
 
-        display(results.extra["head_to_head"].set_index(["dataset", "seed"]).round(2))
+        show_table(results.extra["head_to_head"].set_index(["dataset", "seed"]).round(2))
         retrievals = results.extra["retrievals"]
         figures = []
         for (dataset, selection), chosen in retrievals.groupby(["dataset", "selection"], sort=False):

@@ -89,6 +89,15 @@ and RRD+HKD.
     table_note = """
 Top-1 accuracy (%). At `scale="ci"` the values are not comparable with the paper's:
 compare the gains over the baseline.
+
+**Attention transfer fails at `scale="ci"`**, and the rows with it say nothing about
+the method. The `small_cnn` student's blocks are 7x7, 4x4 and 2x2 at 28 pixels; the
+attention loss is a mean over each map's entries, so on these tiny maps it is large,
+and with the paper's weight (50) and SGD at learning rate 0.1 it swamps cross-entropy:
+in the training curves below the Attention students' cross-entropy never falls from
+ln 100 = 4.6, their features barely vary between images, and their accuracy stays near
+chance. The same follows for the comparisons that involve them (Attention+RKD-DA
+"beats" Attention only because Attention did not train).
 """
     presets = {
         "ci": Preset(scale="ci", datasets=(_ci(D.GLYPHS_CIFAR100), _ci(D.GLYPHS_TINY)), recipe=None, threads=1,

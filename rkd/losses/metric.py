@@ -244,10 +244,13 @@ class DarkRankLoss(nn.Module):
         self.normalizer = normalizer
 
     def _scores(self, x: Tensor) -> Tensor:
-        # -alpha * d^beta from squared distances clamped at 1e-12: finite gradients on duplicates
+        # -alpha * d^beta from squared distances clamped at 1e-12: finite gradients on duplicates.
+        # d^beta = exp(beta/2 * log d^2), not pow(d^2, beta/2): pow's backward takes
+        # pow(d^2, beta/2 - 1), which for beta = 3 is MKL's square root, whose last bits
+        # depend on the processor (see rkd.portable); exp and log are pinned.
         norms = x.pow(2).sum(dim=1)
         squared = norms.unsqueeze(1) + norms.unsqueeze(0) - 2.0 * x @ x.T
-        return -self.alpha * squared.clamp_min(1e-12).pow(self.beta / 2.0)
+        return -self.alpha * torch.exp(0.5 * self.beta * torch.log(squared.clamp_min(1e-12)))
 
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
         if student.dim() != 2 or teacher.dim() != 2 or student.shape[0] != teacher.shape[0]:

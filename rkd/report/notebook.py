@@ -81,7 +81,10 @@ def notebook(name: str) -> nbformat.NotebookNode:
                   "same data) lies above 0, is **reversed** when it lies below 0, and is otherwise **not "
                   "distinguishable at this scale**. On the paper's single numbers it only holds or does not."),
         _code("report.show_claims(experiment, results)", "remove-input"),
-        _code("figure = experiment.figure(results)", "remove-input"),
+        _code("report.show_figure(experiment, results)", "remove-input"),
+        _markdown("## Training curves\n\nFrom the training log each run writes beside its checkpoint "
+                  "(`rkd.train.log`; read one with `rkd.train.log.read_training_log`)."),
+        _code("report.show_training_curves(experiment, results)", "remove-input"),
         _markdown("## All our numbers"),
         _code("report.show_all_numbers(results)", "remove-input"),
         _code("report.publish_summary(experiment, results)", "remove-cell"),

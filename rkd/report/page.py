@@ -232,9 +232,22 @@ def shown_rows(experiment, results: Results) -> pd.DataFrame:
     return rows[rows["role"] != "hint"] if "role" in rows.columns else rows
 
 
-def show_side_by_side(experiment, results: Results) -> pd.DataFrame:
+def side_by_side_table(experiment, results: Results) -> pd.DataFrame:
+    """The paper's numbers beside ours, as :func:`side_by_side` builds them for this page."""
     return side_by_side(experiment.paper(), shown_rows(experiment, results), experiment.keys, experiment.metric,
                         stands_in_for=experiment.stands_in_for(results), order=experiment.order(results))
+
+
+def show_side_by_side(experiment, results: Results) -> None:
+    # HTML only: a DataFrame's text/plain twin would double the page's stored size
+    show_table(side_by_side_table(experiment, results))
+
+
+def show_table(frame: pd.DataFrame, **options) -> None:
+    """``frame`` as an HTML table only (``options`` go to ``DataFrame.to_html``)."""
+    from IPython.display import HTML
+
+    _display(HTML(frame.to_html(na_rep="—", border=0, **options)))
 
 
 def judged_claims(experiment, results: Results) -> pd.DataFrame:
@@ -258,7 +271,73 @@ def show_claims(experiment, results: Results) -> None:
     judged = judged_claims(experiment, results)
     _display(Markdown(verdict_markdown(judged, results.scale, results.extra["verdicts"])))
     if not judged.empty:
-        _display(verdict_table(judged))
+        show_table(verdict_table(judged))
+
+
+def show_figure(experiment, results: Results) -> None:
+    """The page's figure (or figures) as compact PNGs: 256-colour palette images, about a
+    third the size of matplotlib's RGBA ones and indistinguishable from them for line
+    plots and thumbnails, which keeps the committed notebooks small."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Image
+
+    drawn = experiment.figure(results)
+    figures = [] if drawn is None else list(drawn) if isinstance(drawn, (list, tuple)) else [drawn]
+    for fig in figures:
+        _display(Image(data=compact_png(fig)))
+        plt.close(fig)  # closed, so the inline backend does not show it a second time
+
+
+def show_training_curves(experiment, results: Results, *, most: int = 12) -> None:
+    """The training logs of one run of each method (the page's first dataset, the first
+    seed): how every loss term moved, for a reader who wants to see that training converged."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, Markdown
+
+    from ..train.log import read_training_log
+    from .plots import training_curves
+
+    dataset, seed = results.datasets[0].display if results.datasets else None, results.seeds[0]
+    rows = results.rows
+    # the teacher, trained with a student's method, is a kind of its own
+    kind_of = ({run: (role, method) for run, role, method in zip(rows["run"], rows["role"], rows["method"])}
+               if {"role", "method"} <= set(rows.columns) else {})
+    chosen: dict[str, Any] = {}  # run -> its log, the first run of each kind
+    for (logged_dataset, run, logged_seed), path in results.training_logs.items():
+        kind = kind_of.get(run, run)
+        if (logged_dataset, logged_seed) == (dataset, seed) and kind not in {kind_of.get(r, r) for r in chosen}:
+            chosen[run] = path
+    if not chosen:
+        _display(Markdown("*No training logs: a dry run keeps none, and a run read from a model cache "
+                          "whose logs were deleted has none.*"))
+        return
+    shown = dict(list(chosen.items())[:most])
+    figure = training_curves({run: read_training_log(path) for run, path in shown.items()})
+    more = f", the first {most} of {len(chosen)}" if len(chosen) > most else ""
+    _display(Markdown(f"*{dataset}, seed {seed}: the first training run of each role and method "
+                      f"({len(shown)} runs{more}): each weighted loss term and their total (black) per step; "
+                      f"red dots, right axis: evaluations on the test classes during training, where the "
+                      f"run makes them.*"))
+    _display(Image(data=compact_png(figure)))
+    plt.close(figure)
+
+
+def compact_png(fig, *, colors: int = 256) -> bytes:
+    """``fig`` rendered as matplotlib's inline backend would (tight box, its dpi), then
+    reduced to a ``colors``-colour palette without dithering (dithering adds noise that
+    costs bytes and blurs thin lines). Integer arithmetic only: the same bytes on every
+    CPU for the same render."""
+    import io
+
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight", facecolor="white")
+    rgb = PILImage.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    palette = rgb.quantize(colors=colors, method=PILImage.Quantize.MEDIANCUT, dither=PILImage.Dither.NONE)
+    out = io.BytesIO()
+    palette.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def show_all_numbers(results: Results) -> None:
@@ -271,7 +350,7 @@ def show_all_numbers(results: Results) -> None:
 
 def publish_summary(experiment, results: Results) -> None:
     """The record the book's summary page reads, as an output of MIME type :data:`SUMMARY_MIME`."""
-    table = show_side_by_side(experiment, results)
+    table = side_by_side_table(experiment, results)
     rows = []
     for key, values in table.iterrows():
         label = " ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))

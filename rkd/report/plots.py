@@ -2,12 +2,12 @@
 mean over seeds with the standard deviation as error bars, readable at page width."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 __all__ = ["metric_by_size", "gain_bars", "grouped_bars", "generations_plot", "recall_at_k_plot", "sample_mosaic",
-           "seed_errors"]
+           "seed_errors", "training_curves"]
 
 WIDTH = 11.0  # inches: the page width of the book at 100 dpi
 
@@ -209,3 +209,45 @@ def sample_mosaic(datasets, *, classes: int = 5, per_class: int = 8) -> list[tup
         mosaics.append((f"{spec.display}, standing in for {spec.stands_in_for}: {per_class} training images of "
                         f"each of its first {classes} classes", buffer.getvalue(), pixels.shape[1]))
     return mosaics
+
+
+def training_curves(logs: Mapping[str, pd.DataFrame], *, columns: int = 4, panel_height: float = 2.4):
+    """One small panel per training log (title: its key), as :func:`rkd.train.log.read_training_log`
+    reads them: each weighted loss term (thin) and their total (black) against the step,
+    on a log scale when every value is positive; evaluations during training, if any, as
+    dots on a right-hand axis. ``None`` when there is no log."""
+    import matplotlib.pyplot as plt
+
+    if not logs:
+        return None
+    columns = max(1, min(columns, len(logs)))
+    rows = -(-len(logs) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(WIDTH, panel_height * rows), squeeze=False)
+    for ax in axes.flat[len(logs):]:
+        ax.set_visible(False)
+    for ax, (title, log) in zip(axes.flat, logs.items()):
+        losses = log[log["kind"] == "loss"].pivot_table(index="step", columns="name", values="value", sort=False)
+        terms = [c for c in losses.columns if c != "total"]
+        for name in terms if len(terms) > 1 else ():
+            ax.plot(losses.index, losses[name], linewidth=0.8, label=name)
+        if "total" in losses:
+            total_label = "total" if len(terms) != 1 else f"{terms[0]} (the total)"  # one term is its own total
+            ax.plot(losses.index, losses["total"], color="black", linewidth=1.0, label=total_label)
+        if len(losses) and (losses.to_numpy() > 0).all():
+            ax.set_yscale("log")
+        evaluations = log[log["kind"] == "eval"]
+        if len(evaluations):
+            metric = evaluations["name"].iloc[0]  # the first metric (Recall@1, top-1, ...) only
+            shown = evaluations[evaluations["name"] == metric]
+            right = ax.twinx()
+            right.plot(shown["step"], shown["value"], "o", color="tab:red", markersize=3)
+            right.set_ylabel(metric, color="tab:red", fontsize=8)
+            right.tick_params(axis="y", labelsize=7, colors="tab:red")
+        ax.set_title(title, fontsize=8)
+        ax.tick_params(which="both", labelsize=7)  # log axes label minor ticks too
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="upper right", frameon=False)
+    for ax in axes[-1]:
+        ax.set_xlabel("step", fontsize=8)
+    fig.tight_layout()
+    return fig

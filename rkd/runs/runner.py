@@ -33,6 +33,7 @@ from ..registry import Registry
 from ..runtime import atomic_torch_save, configure_determinism, exclusive, seed_everything
 from ..train import TrainConfig, fit
 from ..train.loader import draws_randomness
+from ..train.log import default_log_path
 from ..train.distributed import is_main_process, rank_zero_decides
 from .protocol import get_protocol
 from .spec import Batches, Evaluation, Experiment, Run
@@ -297,7 +298,9 @@ class Results:
     claim pairs. ``pretraining``: the pretrained trunks' held-out top-1. ``episodes``:
     few-shot only, one row per (run, seed, way, episode).
     ``plan``: the protocol table. ``models``: the trained models of :attr:`Experiment.keep_models`
-    (last seed), for figures that draw from them.
+    (last seed), for figures that draw from them. ``training_logs``: (dataset, run, seed) ->
+    the run's training log (:mod:`rkd.train.log`) in the model cache, for every run that
+    trained there (none in a dry run, which keeps no cache).
     """
 
     experiment: str
@@ -315,6 +318,7 @@ class Results:
     pinned: bool = False
     dry_run: bool = False
     models: dict[str, Any] = field(default_factory=dict, repr=False)
+    training_logs: dict[tuple[str, str, int], Path] = field(default_factory=dict, repr=False)
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -393,7 +397,7 @@ def run_experiment(experiment: Experiment, *, scale: str = "ci", data_root: str 
         datasets=tuple(dict.fromkeys(d for run in resolved.runs if run.role != "pretrain"
                                      for d in (run.data, *run.evaluation.domains))),
         machine=machine_name(dev), date=datetime.date.today().isoformat(), pinned=pinned, dry_run=dry_run,
-        models=context.kept, extra={"data_root": data_root},
+        models=context.kept, training_logs=context.training_logs, extra={"data_root": data_root},
     )
     experiment.analyse(results, context.kept)
     return results
@@ -441,6 +445,7 @@ class _Context:
         self.rows: list[dict[str, Any]] = []
         self.episode_rows: list[dict[str, Any]] = []
         self.kept: dict[str, Any] = {}
+        self.training_logs: dict[tuple[str, str, int], Path] = {}
         self.teacher_outputs: dict[tuple, PrecomputedTeacher] = {}
         needed = {(r.scope, ref) for r in resolved.runs for ref in (r.teacher, r.init) if ref is not None}
         self.needed = needed | {(r.scope, r.name) for r in resolved.runs if r.name in experiment.keep_models}
@@ -526,6 +531,9 @@ class _Context:
                     self.store.put(key, payload, to_disk=run.trains and is_main_process())
         if not usable(payload):  # under torchrun: rank 0 read an entry that appeared after this process looked
             payload = self.store.get(key)
+        log = default_log_path(self.store.checkpoint_path(key)) if run.trains else None
+        if log is not None and log.is_file():
+            self.training_logs[(run.data.display, run.name, seed)] = log
         if model is None and needed_later:
             model = self.build(run, seed)
             model.load_state_dict(payload["model"])

@@ -24,7 +24,7 @@ from typing import Any
 from ..runtime import atomic_write
 from .checkpoint import remove_orphaned_temporaries
 
-__all__ = ["TrainingLog", "default_log_path", "COLUMNS"]
+__all__ = ["TrainingLog", "default_log_path", "read_training_log", "COLUMNS"]
 
 COLUMNS = ("step", "kind", "name", "value")
 
@@ -35,6 +35,21 @@ def default_log_path(checkpoint_path: str | Path | None) -> Path | None:
         return None
     checkpoint_path = Path(checkpoint_path)
     return checkpoint_path.with_name(checkpoint_path.stem + ".log.csv")
+
+
+def read_training_log(path: str | Path):
+    """The log at ``path`` as a DataFrame with :data:`COLUMNS` (``step`` an int, ``value``
+    a float), e.g. for :func:`rkd.report.plots.training_curves`."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no training log at {path}: logs are written beside a run's checkpoint "
+                                f"(fit(..., checkpoint_path=...) or log_path=...)")
+    log = pd.read_csv(path, dtype={"step": "int64", "kind": str, "name": str, "value": "float64"})
+    if tuple(log.columns) != COLUMNS:
+        raise ValueError(f"{path} is not a training log: its columns are {list(log.columns)}, not {list(COLUMNS)}")
+    return log
 
 
 def _number(value: Any) -> float | None:
