@@ -50,3 +50,16 @@ def test_parameters_are_read_as_papermills_command_line_reads_them(monkeypatch):
     execute.main(["in.ipynb", "out.ipynb", "-p", "scale", "ci", "-p", "progress", "False", "-p", "cache_dir", "None",
                   "-p", "steps", "3", "-p", "lr", "0.5"])
     assert seen == {"scale": "ci", "progress": False, "cache_dir": None, "steps": 3, "lr": 0.5}
+
+
+def test_the_nbval_plugin_wraps_nbvals_own_kernel_start():
+    import nbval.kernel
+
+    original = nbval.kernel.start_new_kernel
+    try:
+        import tests.nbval_kernel_retry  # noqa: F401  (patches on import)
+
+        wrapped = nbval.kernel.start_new_kernel
+        assert wrapped.__wrapped__ is original  # nbval's, which knows its current-env kernel
+    finally:
+        nbval.kernel.start_new_kernel = original

@@ -12,7 +12,12 @@ start is safe; a failure inside a cell is never retried.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 #: what nbclient raises when the kernel never became ready
 KERNEL_START_FAILURES = ("Kernel didn't respond", "Kernel died before replying")
@@ -23,19 +28,31 @@ def kernel_failed_to_start(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(text in str(error) for text in KERNEL_START_FAILURES)
 
 
-def execute(source: str, target: str, parameters: dict[str, str], *, kernel: str = "python3") -> None:
+def start_again_if_the_kernel_fails(run: Callable[..., T], *, what: str = "a notebook") -> Callable[..., T]:
+    """``run`` (which starts a kernel, then uses it), called again, up to :data:`ATTEMPTS`
+    times in all, while it fails because its kernel never started; any other error, or
+    the last attempt's, goes to the caller."""
+
+    @functools.wraps(run)
+    def attempt(*args, **kwargs) -> T:
+        for number in range(1, ATTEMPTS + 1):
+            try:
+                return run(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - only a kernel that never started is retried
+                if not kernel_failed_to_start(error) or number == ATTEMPTS:
+                    raise
+                print(f"the kernel for {what} did not start ({error}); starting it again "
+                      f"(attempt {number + 1} of {ATTEMPTS})", file=sys.stderr)
+        raise AssertionError("unreachable")
+
+    return attempt
+
+
+def execute(source: str, target: str, parameters: dict[str, Any], *, kernel: str = "python3") -> None:
     import papermill
 
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            papermill.execute_notebook(source, target, parameters=parameters, kernel_name=kernel,
-                                       progress_bar=False, log_output=False)
-            return
-        except Exception as error:  # noqa: BLE001 - only a kernel that never started is retried
-            if not kernel_failed_to_start(error) or attempt == ATTEMPTS:
-                raise
-            print(f"execute: the kernel for {source} did not start ({error}); starting it again "
-                  f"(attempt {attempt + 1} of {ATTEMPTS})", file=sys.stderr)
+    start_again_if_the_kernel_fails(papermill.execute_notebook, what=source)(
+        source, target, parameters=parameters, kernel_name=kernel, progress_bar=False, log_output=False)
 
 
 def parameter_value(text: str):
