@@ -55,8 +55,14 @@ def test_parameters_are_read_as_papermills_command_line_reads_them(monkeypatch):
 def test_the_nbval_plugin_wraps_nbvals_own_kernel_start():
     import nbval.kernel
 
-    original = nbval.kernel.start_new_kernel
+    original = getattr(nbval.kernel.start_new_kernel, "__wrapped__", nbval.kernel.start_new_kernel)
+    nbval.kernel.start_new_kernel = original
     try:
+        import importlib
+        import sys
+
+        sys.modules.pop("tests.nbval_kernel_retry", None)  # patch afresh, even if pytest loaded it with -p
+        importlib.invalidate_caches()
         import tests.nbval_kernel_retry  # noqa: F401  (patches on import)
 
         wrapped = nbval.kernel.start_new_kernel

@@ -168,3 +168,6 @@ def test_read_training_log_and_the_page_plot(tmp_path):
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="is not a training log"):
         read_training_log(tmp_path / "other.csv")
+    cut = (tmp_path / "run.log.csv").read_text().splitlines()
+    (tmp_path / "cut.log.csv").write_text("\n".join(cut[:5] + [cut[5][:8]]) + "\n")  # a kill mid-line
+    assert len(read_training_log(tmp_path / "cut.log.csv")) == 4

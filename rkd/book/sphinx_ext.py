@@ -156,6 +156,8 @@ def root_page(first_page: str, favicon: str | None, title: str) -> str:
 def _write_root_page(app: Sphinx, exception: Exception | None) -> None:
     if exception is not None or app.builder.name != "html" or app.config.root_doc == "index":
         return
+    if "index" in app.env.found_docs:
+        return  # a page of the book is index.html: never overwrite it
     favicon = app.config.html_favicon
     if favicon and not is_external(favicon):
         favicon = f"_static/{Path(favicon).name}"

@@ -1,7 +1,7 @@
 """Execute one results notebook with papermill (``make book`` and ``make notebooks`` do,
 two at a time with ``make -j2``).
 
-A kernel that fails to *start* is started again, up to three times: two kernels launched
+A kernel that fails to *start* is started again (three attempts in all): two kernels launched
 in the same second can be handed the same TCP port (jupyter_client picks free ports,
 releases them, and the kernel binds them a moment later), and the loser dies with
 "Address already in use" before running anything. Nothing has run then, so a second
@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-#: what nbclient raises when the kernel never became ready
+#: what jupyter_client's ``wait_for_ready`` raises (through nbclient or nbval) when the kernel never became ready
 KERNEL_START_FAILURES = ("Kernel didn't respond", "Kernel died before replying")
 ATTEMPTS = 3
 

@@ -288,7 +288,7 @@ def show_figure(experiment, results: Results) -> None:
         plt.close(fig)  # closed, so the inline backend does not show it a second time
 
 
-def show_training_curves(experiment, results: Results, *, most: int = 12) -> None:
+def show_training_curves(experiment, results: Results, *, most: int = 16) -> None:
     """The training logs of one run of each method (the page's first dataset, the first
     seed): how every loss term moved, for a reader who wants to see that training converged."""
     import matplotlib.pyplot as plt
@@ -297,7 +297,10 @@ def show_training_curves(experiment, results: Results, *, most: int = 12) -> Non
     from ..train.log import read_training_log
     from .plots import training_curves
 
-    dataset, seed = results.datasets[0].display if results.datasets else None, results.seeds[0]
+    if not results.datasets or not results.seeds:
+        _display(Markdown("*No training curves: these results name no dataset or no seed.*"))
+        return
+    dataset, seed = results.datasets[0].display, results.seeds[0]
     rows = results.rows
     # the teacher, trained with a student's method, is a kind of its own
     kind_of = ({run: (role, method) for run, role, method in zip(rows["run"], rows["role"], rows["method"])}

@@ -39,17 +39,37 @@ def default_log_path(checkpoint_path: str | Path | None) -> Path | None:
 
 def read_training_log(path: str | Path):
     """The log at ``path`` as a DataFrame with :data:`COLUMNS` (``step`` an int, ``value``
-    a float), e.g. for :func:`rkd.report.plots.training_curves`."""
+    a float), e.g. for :func:`rkd.report.plots.training_curves`. Read as a resumed run
+    reads it: the rows before the first line a kill cut short."""
     import pandas as pd
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no training log at {path}: logs are written beside a run's checkpoint "
                                 f"(fit(..., checkpoint_path=...) or log_path=...)")
-    log = pd.read_csv(path, dtype={"step": "int64", "kind": str, "name": str, "value": "float64"})
-    if tuple(log.columns) != COLUMNS:
-        raise ValueError(f"{path} is not a training log: its columns are {list(log.columns)}, not {list(COLUMNS)}")
-    return log
+    rows = _read_rows(path)
+    if rows is None:
+        raise ValueError(f"{path} is not a training log: its first line is not the header {','.join(COLUMNS)}")
+    return pd.DataFrame(rows, columns=list(COLUMNS)).astype({"step": "int64", "value": "float64"})
+
+
+def _read_rows(path: Path) -> list[tuple[int, str, str, float]] | None:
+    """The rows of the log at ``path`` up to the first damaged line (one a kill cut
+    short); None when the file does not start with the header."""
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or tuple(header) != COLUMNS:
+            return None
+        rows = []
+        for fields in reader:
+            if len(fields) != len(COLUMNS):
+                break
+            try:
+                rows.append((int(fields[0]), fields[1], fields[2], float(fields[3])))
+            except ValueError:
+                break
+        return rows
 
 
 def _number(value: Any) -> float | None:
@@ -82,20 +102,7 @@ class TrainingLog:
         return step <= resume_step
 
     def _read(self) -> list[tuple[int, str, str, float]]:
-        with open(self.path, newline="") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None or tuple(header) != COLUMNS:
-                return []  # not a log of this layout: start it afresh
-            rows = []
-            for fields in reader:
-                if len(fields) != len(COLUMNS):
-                    break  # a line cut short by a kill
-                try:
-                    rows.append((int(fields[0]), fields[1], fields[2], float(fields[3])))
-                except ValueError:
-                    break
-            return rows
+        return _read_rows(self.path) or []  # not a log of this layout: start it afresh
 
     def _render(self, rows) -> str:
         buffer = io.StringIO()
