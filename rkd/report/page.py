@@ -306,10 +306,12 @@ def show_training_curves(experiment, results: Results, *, most: int = 16) -> Non
     kind_of = ({run: (role, method) for run, role, method in zip(rows["run"], rows["role"], rows["method"])}
                if {"role", "method"} <= set(rows.columns) else {})
     chosen: dict[str, Any] = {}  # run -> its log, the first run of each kind
+    kinds_chosen = set()
     for (logged_dataset, run, logged_seed), path in results.training_logs.items():
         kind = kind_of.get(run, run)
-        if (logged_dataset, logged_seed) == (dataset, seed) and kind not in {kind_of.get(r, r) for r in chosen}:
+        if (logged_dataset, logged_seed) == (dataset, seed) and kind not in kinds_chosen:
             chosen[run] = path
+            kinds_chosen.add(kind)
     if not chosen:
         _display(Markdown("*No training logs: a dry run keeps none, and a run read from a model cache "
                           "whose logs were deleted has none.*"))

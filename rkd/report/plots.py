@@ -211,21 +211,15 @@ def sample_mosaic(datasets, *, classes: int = 5, per_class: int = 8) -> list[tup
     return mosaics
 
 
-def training_curves(logs: Mapping[str, pd.DataFrame], *, columns: int = 4, panel_height: float = 2.4):
+def training_curves(logs: Mapping[str, pd.DataFrame], *, panel_height: float = 2.4):
     """One small panel per training log (title: its key), as :func:`rkd.train.log.read_training_log`
     reads them: each weighted loss term (thin) and their total (black) against the step,
     on a log scale when every value is positive; evaluations during training, if any, as
     dots on a right-hand axis. ``None`` when there is no log."""
-    import matplotlib.pyplot as plt
-
     if not logs:
         return None
-    columns = max(1, min(columns, len(logs)))
-    rows = -(-len(logs) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(WIDTH, panel_height * rows), squeeze=False)
-    for ax in axes.flat[len(logs):]:
-        ax.set_visible(False)
-    for ax, (title, log) in zip(axes.flat, logs.items()):
+    fig, axes = _figure(len(logs), height=panel_height)
+    for ax, (title, log) in zip(axes, logs.items()):
         losses = log[log["kind"] == "loss"].pivot_table(index="step", columns="name", values="value", sort=False)
         terms = [c for c in losses.columns if c != "total"]
         for name in terms if len(terms) > 1 else ():
@@ -247,7 +241,8 @@ def training_curves(logs: Mapping[str, pd.DataFrame], *, columns: int = 4, panel
         ax.tick_params(which="both", labelsize=7)  # log axes label minor ticks too
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="upper right", frameon=False)
-    for ax in axes[-1]:
+    columns = min(len(logs), 4)  # _figure's grid
+    for ax in axes[(len(axes) - 1) // columns * columns:]:  # the last row
         ax.set_xlabel("step", fontsize=8)
     fig.tight_layout()
     return fig
