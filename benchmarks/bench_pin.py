@@ -3,7 +3,7 @@ not, timed in the same run.
 
 The pin has to be in the environment before torch loads, so each setting runs in a
 child process of this script (alternating, ``--repeats`` times, the median kept):
-``RKD_PORTABLE_NUMERICS=1`` (the default of ``import rkd``) against ``=0`` (the
+``RKD_PORTABLE_NUMERICS=1`` (the default of ``import rkd.pin``) against ``=0`` (the
 libraries' native kernels: AVX-512 where the CPU has it, MKL's fastest path). Each
 child times ``--steps`` optimiser steps of the ci steps that dominate the notebooks:
 a teacher (`small_cnn_wide`, triplet), a student trained alone (`small_cnn`, triplet)
@@ -33,7 +33,7 @@ KINDS = ("teacher: small_cnn_wide, triplet", "student alone: small_cnn, triplet"
 def child(steps: int) -> dict[str, float]:
     """Seconds per step of each kind, in this process (its environment decides the pin)."""
     sys.path.insert(0, str(HERE.parent))
-    import rkd  # noqa: F401  (first: the pin, or not, goes into the environment)
+    import rkd.pin  # noqa: F401  (first: the pin, or not, goes into the environment)
     import torch
 
     from rkd.data import MPerClassSampler

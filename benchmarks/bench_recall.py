@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import rkd  # noqa: E402,F401  (before torch: rkd may pin the CPU math libraries)
+import rkd.pin  # noqa: E402,F401  (before torch: the CPU pin, as stand-in runs have it)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 

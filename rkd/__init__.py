@@ -2,13 +2,10 @@
 Representation Distillation, as a small library: losses, datasets, models, metrics
 and one training loop.
 
-Importing rkd puts the CPU pin of :mod:`rkd.portable` into the environment (before
-torch's libraries read it), so that ci-scale results are bit-identical on any x86-64
-CPU with AVX2; ``RKD_PORTABLE_NUMERICS=0`` opts out.
+Importing rkd changes nothing outside it. The CPU pin that makes stand-in results
+bit-identical on every x86-64 CPU with AVX2 (:mod:`rkd.portable`, at some cost in
+speed) is asked for: ``import rkd.pin`` before torch is imported (the experiments,
+their notebooks and the Makefile do), or the environment variables it names.
 """
-
-from .portable import pin_environment as _pin_environment
-
-_pin_environment()
 
 __version__ = "0.2.1"

@@ -16,13 +16,15 @@ class Distiller(nn.Module):
     """Student + frozen teacher + the loss terms of a :class:`~rkd.methods.Method`.
 
     - The teacher is frozen: ``requires_grad`` False, always in eval mode (``train()``
-      never switches it back), run under ``torch.no_grad()`` and only when the current
-      stage has a term that reads it. It may be None when no term of the method needs it.
-    - Every term of every stage is built once, at construction, into ``self.terms`` (an
-      ``nn.ModuleDict``), so FitNet regressors and RRD projections and queue persist
-      across stages and appear in ``state_dict()``.
-    - ``forward(x, labels)`` returns ``{term name: weight * loss}`` for the terms of the
-      current stage; the training loop sums the values.
+      never switches it back), run under ``torch.no_grad()`` and only when a term reads
+      it. It may be None when no term of the method needs it.
+    - The method has one stage: a method trained in stages (FitNet's hint stage, then the
+      task) trains each as a run of its own, with :meth:`rkd.methods.Method.only_stage`.
+    - Every term is built once, at construction, into ``self.terms`` (an
+      ``nn.ModuleDict``), so FitNet regressors and RRD projections and queue appear in
+      ``state_dict()``.
+    - ``forward(x, labels)`` returns ``{term name: weight * loss}``; the training loop
+      sums the values.
     - ``trainable_parameters()`` is the student's and the terms' parameters: give it to
       the optimiser.
 
@@ -34,6 +36,12 @@ class Distiller(nn.Module):
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None, method: Method, context: TermContext):
         super().__init__()
+        if len(method.stages) != 1:
+            raise ValueError(
+                f"method {method.name!r} trains in {len(method.stages)} stages "
+                f"({', '.join(s.name for s in method.stages)}): train each as a run of its own, with "
+                f"method.only_stage(0), then method.only_stage(1) starting from the first's model "
+                f"(rkd.runs does this for the experiments)")
         self.student = student
         self.method = method
         self.terms = nn.ModuleDict(
@@ -48,29 +56,10 @@ class Distiller(nn.Module):
             teacher.requires_grad_(False)
             teacher.eval()
         self.teacher = teacher
-        self.stage_index = 0
-
-    # ------------------------------------------------------------------ stages
-
-    @property
-    def stage(self):
-        return self.method.stages[self.stage_index]
-
-    def set_stage(self, index: int) -> None:
-        if not 0 <= index < len(self.method.stages):
-            raise ValueError(
-                f"method {self.method.name!r} has stages 0..{len(self.method.stages) - 1} "
-                f"({[s.name for s in self.method.stages]}), got {index}"
-            )
-        self.stage_index = int(index)
-
-    def stage_at(self, step: int, total_steps: int) -> int:
-        """The stage index for ``step`` of ``total_steps`` (see :meth:`Method.stage_at`)."""
-        return self.method.stage_at(step, total_steps)
 
     # ------------------------------------------------------------------ modes and parameters
 
-    def train(self, mode: bool = True) -> "Distiller":
+    def train(self, mode: bool = True) -> Distiller:
         super().train(mode)
         if self.teacher is not None:
             self.teacher.eval()
@@ -90,12 +79,12 @@ class Distiller(nn.Module):
 
     def forward(self, x: Tensor, labels: Tensor, *, teacher_x: Tensor | None = None,
                 return_outputs: bool = False):
-        """Weighted losses of the current stage: ``{term: weight * loss}``.
+        """Weighted losses: ``{term: weight * loss}``.
 
         ``teacher_x`` feeds the teacher a differently preprocessed batch when needed
         (default: ``x``). With ``return_outputs=True`` returns ``(losses, student_outputs)``.
         """
-        stage = self.stage
+        stage = self.method.stages[0]
         student_outputs = self.student(x)
         if not isinstance(student_outputs, Mapping):
             raise TypeError(
@@ -115,7 +104,7 @@ class Distiller(nn.Module):
         return (losses, student_outputs) if return_outputs else losses
 
     def extra_repr(self) -> str:
-        return f"method={self.method.name!r}, task={self.method.task!r}, stage={self.stage_index}"
+        return f"method={self.method.name!r}, task={self.method.task!r}"
 
 
 class PrecomputedTeacher(nn.Module):
@@ -154,7 +143,7 @@ class PrecomputedTeacher(nn.Module):
         except AttributeError:
             return getattr(super().__getattr__("teacher"), name)
 
-    def train(self, mode: bool = True) -> "PrecomputedTeacher":
+    def train(self, mode: bool = True) -> PrecomputedTeacher:
         return super().train(False)  # frozen, always
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:

@@ -1,17 +1,20 @@
 """Training methods as data: which loss terms, with which weights, in which stages.
 
 A :class:`Method` is a sequence of :class:`Stage` s; each stage names loss terms (keys of
-:data:`rkd.losses.terms.LOSS_TERMS`) with their weights and the fraction of the training
-steps it runs for. The tables below give, per task, every method of the paper with the
-weights of protocol.md; :func:`get_method` picks one and applies weight overrides.
+:data:`rkd.losses.terms.LOSS_TERMS`) with their weights. A stage trains as a run of its
+own (:meth:`Method.only_stage`), each with its own optimiser and schedule, the next
+starting from the previous one's model: :class:`rkd.distill.Distiller` takes one stage.
+The tables below give, per task, every method of the paper with the weights of
+protocol.md; :func:`get_method` picks one and applies weight overrides.
 
 Choices the paper leaves open, made here:
 
-- FitNet trains in two stages (paper, footnote 1): hint training with the FitNet loss
-  alone, then the task loss (plus RKD-DA in "FitNet+RKD-DA"). The split is
-  :data:`FITNET_HINT_FRACTION` of the steps for the hint stage (0.5; the paper does
-  not give it). Hints: blocks 2-4 and the final embedding in metric learning (section
-  4.1), blocks 2-4 in classification (4.2), the final embedding in few-shot (4.3).
+- FitNet trains in two stages (paper, footnote 1: "we first initialize a model with
+  FitNet loss, and then fine-tune the model"): hint training with the FitNet loss alone,
+  then the task loss (plus RKD-DA in "FitNet+RKD-DA"), each stage a run of the full
+  schedule (:mod:`rkd.runs.protocol` sets the hint stage's). Hints: blocks 2-4 and the
+  final embedding in metric learning (section 4.1), blocks 2-4 in classification (4.2),
+  the final embedding in few-shot (4.3).
 - HKD's weight is 1 because :func:`rkd.losses.hkd` applies tau^2 = 16 itself: together
   they are the paper's lambda_HKD = 16 on the plain KL, as in the authors' code.
 - Classification applies RKD to the L2-normalised pooled features, as the authors'
@@ -33,11 +36,10 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from rkd.models.network import TAP_NAMES
 from rkd.registry import Registry, UnknownNameError
 
-__all__ = ["Stage", "Method", "METHODS", "TASKS", "get_method", "methods_for_task", "FITNET_HINT_FRACTION"]
-
-FITNET_HINT_FRACTION = 0.5
+__all__ = ["Stage", "Method", "METHODS", "TASKS", "get_method", "methods_for_task"]
 
 
 def _frozen(mapping: Mapping) -> Mapping:
@@ -46,18 +48,14 @@ def _frozen(mapping: Mapping) -> Mapping:
 
 @dataclass(frozen=True)
 class Stage:
-    """One phase of training: ``terms`` maps loss-term names to weights; it runs for
-    ``fraction`` of the training steps."""
+    """One phase of training (a run of its own): ``terms`` maps loss-term names to weights."""
 
     name: str
     terms: Mapping[str, float]
-    fraction: float = 1.0
 
     def __post_init__(self):
         if not self.terms:
             raise ValueError(f"stage {self.name!r} has no loss terms")
-        if not 0.0 < self.fraction <= 1.0:
-            raise ValueError(f"stage {self.name!r}: fraction must be in (0, 1], got {self.fraction}")
         object.__setattr__(self, "terms", _frozen({k: float(v) for k, v in self.terms.items()}))
 
 
@@ -74,9 +72,6 @@ class Method:
         object.__setattr__(self, "stages", tuple(self.stages))
         if not self.stages:
             raise ValueError(f"method {self.name!r} has no stages")
-        total = sum(stage.fraction for stage in self.stages)
-        if abs(total - 1.0) > 1e-9:
-            raise ValueError(f"method {self.name!r}: stage fractions must sum to 1, got {total}")
         unknown = sorted(set(self.term_options) - set(self.term_names))
         if unknown:
             raise ValueError(f"method {self.name!r} has options for terms it does not use: {unknown}")
@@ -94,7 +89,7 @@ class Method:
     def options_for(self, term: str) -> dict[str, Any]:
         return dict(self.term_options.get(term, {}))
 
-    def with_term_options(self, term: str, **options: Any) -> "Method":
+    def with_term_options(self, term: str, **options: Any) -> Method:
         """A copy with ``options`` merged into the construction options of ``term``."""
         if term not in self.term_names:
             raise ValueError(f"method {self.name!r} has no term {term!r}; its terms: {list(self.term_names)}")
@@ -102,45 +97,38 @@ class Method:
         merged.setdefault(term, {}).update(options)
         return replace(self, term_options=merged)
 
-    def stage_at(self, step: int, total_steps: int) -> int:
-        """Index of the stage that runs at ``step`` (0-based) out of ``total_steps``.
-
-        Stage i covers steps ``[round(c_i * T), round(c_{i+1} * T))`` with c the cumulative
-        fractions; steps past the end belong to the last stage.
-        """
-        if total_steps < 1 or step < 0:
-            raise ValueError(f"stage_at needs step >= 0 and total_steps >= 1, got {step}, {total_steps}")
-        boundary = 0.0
-        for index, stage in enumerate(self.stages[:-1]):
-            boundary += stage.fraction
-            if step < round(boundary * total_steps):
-                return index
-        return len(self.stages) - 1
+    def only_stage(self, index: int) -> Method:
+        """The method reduced to its stage ``index``, as the run that trains that stage
+        uses it (named e.g. ``"FitNet (hint stage)"``; options only for its terms)."""
+        if not 0 <= index < len(self.stages):
+            raise ValueError(f"method {self.name!r} has stages 0..{len(self.stages) - 1} "
+                             f"({[s.name for s in self.stages]}), got {index}")
+        stage = self.stages[index]
+        return replace(self, name=f"{self.name} ({stage.name} stage)", stages=(stage,),
+                       term_options={k: v for k, v in self.term_options.items() if k in stage.terms})
 
 
 TASKS = ("metric", "classification", "fewshot")
 
 
 def _single(terms: Mapping[str, float], **options: Mapping[str, Any]) -> dict:
-    return {"stages": (("train", terms, 1.0),), "options": options}
+    return {"stages": (("train", terms),), "options": options}
 
 
 def _fitnet(hints: tuple[str, ...], then: Mapping[str, float], **options: Mapping[str, Any]) -> dict:
     return {
-        "stages": (("hint", {"fitnet": 1.0}, FITNET_HINT_FRACTION),
-                   ("task", then, 1.0 - FITNET_HINT_FRACTION)),
+        "stages": (("hint", {"fitnet": 1.0}), ("task", then)),
         "options": {"fitnet": {"hints": hints}, **options},
     }
 
 
-_BLOCKS = ("block2", "block3", "block4")
 _NORMALIZED_RKD = {"rkd_distance": {"normalize": True}, "rkd_angle": {"normalize": True}}
 
 # Section 4.1: metric learning. RKD uses no task loss; the baselines keep triplet.
 _METRIC = {
     "Baseline": _single({"triplet": 1}),
     "Triplet": _single({"triplet": 1}),
-    "FitNet": _fitnet((*_BLOCKS, "embedding"), {"triplet": 1}),
+    "FitNet": _fitnet((*TAP_NAMES, "embedding"), {"triplet": 1}),
     "Attention": _single({"triplet": 1, "attention": 50}),
     "DarkRank": _single({"triplet": 1, "darkrank": 1}),
     "RKD-D": _single({"rkd_distance": 1}),
@@ -158,11 +146,11 @@ _CLASSIFICATION = {
     "RKD-A": _single({**_CE, "rkd_angle": 50}, rkd_angle=_NORMALIZED_RKD["rkd_angle"]),
     "RKD-DA": _single({**_CE, **_RKD_DA_CLS}, **_NORMALIZED_RKD),
     "HKD": _single({**_CE, "hkd": 1}),
-    "FitNet": _fitnet(_BLOCKS, _CE),
+    "FitNet": _fitnet(TAP_NAMES, _CE),
     "Attention": _single({**_CE, "attention": 50}),
     "RRD": _single({**_CE, "rrd": 1}),
     "HKD+RKD-DA": _single({**_CE, "hkd": 1, **_RKD_DA_CLS}, **_NORMALIZED_RKD),
-    "FitNet+RKD-DA": _fitnet(_BLOCKS, {**_CE, **_RKD_DA_CLS}, **_NORMALIZED_RKD),
+    "FitNet+RKD-DA": _fitnet(TAP_NAMES, {**_CE, **_RKD_DA_CLS}, **_NORMALIZED_RKD),
     "Attention+RKD-DA": _single({**_CE, "attention": 50, **_RKD_DA_CLS}, **_NORMALIZED_RKD),
     "RRD+HKD": _single({**_CE, "rrd": 1, "hkd": 1}),
 }
@@ -183,7 +171,7 @@ _TABLES = {"metric": _METRIC, "classification": _CLASSIFICATION, "fewshot": _FEW
 
 
 def _build(name: str, task: str, spec: dict) -> Method:
-    stages = tuple(Stage(stage_name, terms, fraction) for stage_name, terms, fraction in spec["stages"])
+    stages = tuple(Stage(stage_name, terms) for stage_name, terms in spec["stages"])
     return Method(name=name, stages=stages, term_options=spec["options"], task=task)
 
 
@@ -242,7 +230,7 @@ def get_method(name: str, task: str = "metric", **weight_overrides: float) -> Me
         terms = {term: weight for term, weight in terms.items() if weight != 0.0}
         if not terms:
             raise ValueError(f"weight overrides leave stage {stage.name!r} of {name!r} with no loss terms")
-        stages.append(Stage(stage.name, terms, stage.fraction))
+        stages.append(Stage(stage.name, terms))
     used = {term for stage in stages for term in stage.terms}
     options = {term: opts for term, opts in method.term_options.items() if term in used}
     return replace(method, stages=tuple(stages), term_options=options)

@@ -29,10 +29,12 @@ on an AMD EPYC with AVX-512 and on the emulated Intel Haswell and AMD EPYC-Rome
 (``tests/test_portable.py`` runs that comparison). Cost: see the README.
 
 The environment variables must be set before the libraries initialise, so
-``import rkd`` sets them (when ``torch`` has not done its work yet) unless
-``RKD_PORTABLE_NUMERICS=0``; :func:`rkd.runtime.configure_determinism` then checks that
-the pin is in effect with a small canary computation and warns, saying how to fix it,
-when it is not. GPU runs are not covered: results there depend on the GPU model.
+``import rkd.pin`` sets them (when ``torch`` has not done its work yet) unless
+``RKD_PORTABLE_NUMERICS=0``; ``import rkd`` alone changes nothing (a library import has
+no global effects), and ``rkd.experiments`` imports ``rkd.pin`` first.
+:func:`rkd.runtime.configure_determinism` then checks that the pin is in effect with a
+small canary computation and warns, saying how to fix it, when it is not. GPU runs are
+not covered: results there depend on the GPU model.
 """
 from __future__ import annotations
 
@@ -75,8 +77,8 @@ def pin_requested() -> bool:
 
 
 def pin_environment() -> None:
-    """Put :data:`PIN_ENVIRONMENT` into ``os.environ`` (called by ``import rkd``; must not
-    import torch). A value the user set differently is kept and reported by
+    """Put :data:`PIN_ENVIRONMENT` into ``os.environ`` (``import rkd.pin`` calls it; must
+    not import torch). A value the user set differently is kept and reported by
     :func:`check_pin`."""
     if not pin_requested():
         return
@@ -145,7 +147,7 @@ def check_pin(*, run_canary: bool = True) -> list[str]:
     if not pin_requested():
         return [f"{OPT_OUT_VARIABLE}=0 switches the pin off"]
     if not _STATE["applied"]:
-        problems.append("rkd.portable.pin_environment() never ran (import rkd runs it)")
+        problems.append("the pin was never asked for (import rkd.pin before torch)")
     for name, value in dict(_STATE["conflicts"]).items():
         problems.append(f"{name}={value!r} is set in the environment; the pin needs {PIN_ENVIRONMENT[name]!r}")
     capability = torch.backends.cpu.get_cpu_capability()
@@ -174,12 +176,12 @@ def warn_unless_pinned() -> bool:
     if not pin_requested():
         return False  # the user asked for native speed; nothing to warn about
     hint = (
-        "import rkd before torch (or start Python with "
+        "import rkd.pin before torch (or start Python with "
         + " ".join(f"{k}={v}" for k, v in PIN_ENVIRONMENT.items())
         + " in the environment) and unset conflicting variables"
     )
     if _STATE["torch_was_loaded"]:
-        hint = "torch was imported before rkd; " + hint
+        hint = "torch was imported before rkd.pin; " + hint
     key = tuple(problems)
     if key not in _WARNED:
         _WARNED.add(key)

@@ -2,7 +2,7 @@
 tests compare bit-for-bit stable values; every test starts from the same seed."""
 import pytest
 
-import rkd  # noqa: F401  (before torch: the CPU pin goes into the environment first, as for any user)
+import rkd.pin  # noqa: F401  (before torch: the CPU pin goes into the environment first, as the experiments ask)
 import torch
 
 torch.set_num_threads(1)

@@ -13,10 +13,11 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-import rkd.runs.runner as runner_module
+import rkd.runs.training as training_module
 from rkd.experiments.datasets import DIGITS
 from rkd.experiments.recipes import MetricRecipe, Preset
-from rkd.runs.spec import Batches, Evaluation, Experiment
+from rkd.experiments.base import Experiment
+from rkd.runs.spec import Batches, Evaluation
 from rkd.models.spec import ModelSpec
 from rkd.train import TrainConfig
 
@@ -51,13 +52,13 @@ class Miniature(Experiment):
 def trained(monkeypatch):
     """The runs that trained (a run read from a cache would prove nothing)."""
     calls = []
-    real = runner_module.fit
+    real = training_module.fit
 
     def fit(*args, **kwargs):
         calls.append(kwargs.get("desc"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "fit", fit)
+    monkeypatch.setattr(training_module, "fit", fit)
     return calls
 
 

@@ -1,4 +1,4 @@
-"""Distiller: frozen teacher, trainable terms, stages, and every method end to end on tiny models."""
+"""Distiller: frozen teacher, trainable terms, one stage, and every method end to end on tiny models."""
 from __future__ import annotations
 
 import pytest
@@ -65,9 +65,12 @@ def make_batch(task, seed=0):
     return torch.randn(labels.shape[0], 3, 8, 8, generator=g), labels
 
 
-def make_distiller(name, task, seed=0, **overrides):
+def make_distiller(name, task, seed=0, stage=0, **overrides):
+    """The method's distiller on tiny models; a method trained in stages at its ``stage``."""
     student, teacher = make_pair(task, seed)
     method = get_method(name, task, **overrides)
+    if len(method.stages) > 1:
+        method = method.only_stage(stage)
     if "rrd" in method.term_names:
         method = method.with_term_options("rrd", queue_size=32, feat_dim=8)
     context = TermContext.from_models(student, teacher, num_classes=NUM_CLASSES,
@@ -76,15 +79,16 @@ def make_distiller(name, task, seed=0, **overrides):
 
 
 ALL = [(name, task) for task in TASKS for name in methods_for_task(task)]
+#: every stage of every method: a method trained in stages trains each as a run of its own
+ALL_STAGES = [(name, task, stage) for name, task in ALL for stage in range(len(get_method(name, task).stages))]
 
 
-@pytest.mark.parametrize("name, task", ALL)
-def test_every_method_runs_forward_and_backward(name, task):
-    distiller = make_distiller(name, task).train()
+@pytest.mark.parametrize("name, task, stage_index", ALL_STAGES)
+def test_every_method_runs_forward_and_backward(name, task, stage_index):
+    distiller = make_distiller(name, task, stage=stage_index).train()
     x, labels = make_batch(task)
     optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=0.01)
-    for index, stage in enumerate(distiller.method.stages):
-        distiller.set_stage(index)
+    for stage in distiller.method.stages:
         optimizer.zero_grad()
         losses = distiller(x, labels)
         assert set(losses) == set(stage.terms)
@@ -144,17 +148,19 @@ def test_fitnet_regressors_are_trained():
     assert any(key.startswith("terms.fitnet.regressors.") for key in distiller.state_dict())
 
 
-def test_stage_keys_follow_the_stage_and_teacher_runs_only_when_needed():
-    distiller = make_distiller("FitNet", "metric").train()
+def test_a_method_in_stages_trains_one_stage_per_distiller_and_the_teacher_runs_only_when_needed():
     calls = []
-    distiller.teacher.register_forward_hook(lambda *args: calls.append(1))
     x, labels = make_batch("metric")
-    assert distiller.stage_at(0, 100) == 0 and distiller.stage_at(50, 100) == 1
-    assert set(distiller(x, labels)) == {"fitnet"} and len(calls) == 1
-    distiller.set_stage(1)
-    assert set(distiller(x, labels)) == {"triplet"} and len(calls) == 1
-    with pytest.raises(ValueError, match="stages 0..1"):
-        distiller.set_stage(2)
+    hint = make_distiller("FitNet", "metric", stage=0).train()
+    hint.teacher.register_forward_hook(lambda *args: calls.append(1))
+    assert set(hint(x, labels)) == {"fitnet"} and len(calls) == 1
+    task = make_distiller("FitNet", "metric", stage=1).train()
+    task.teacher.register_forward_hook(lambda *args: calls.append(1))
+    assert set(task(x, labels)) == {"triplet"} and len(calls) == 1
+    assert task.method.name == "FitNet (task stage)"
+    student, teacher = make_pair("metric")
+    with pytest.raises(ValueError, match="trains in 2 stages.*only_stage"):
+        Distiller(student, teacher, get_method("FitNet", "metric"), TermContext.from_models(student, teacher))
 
 
 def test_teacher_may_be_none_only_when_no_term_needs_it():
@@ -183,7 +189,7 @@ def test_missing_taps_fail_clearly():
     student, teacher = make_pair("metric")
     context = TermContext(student_dim=5, teacher_dim=7)  # no tap channels given
     with pytest.raises(ValueError, match="taps="):
-        Distiller(student, teacher, get_method("FitNet", "metric"), context)
+        Distiller(student, teacher, get_method("FitNet", "metric").only_stage(0), context)
     distiller = make_distiller("Attention", "metric")
     x, labels = make_batch("metric")
     distiller.student.forward = lambda inp: {"embedding": torch.randn(inp.shape[0], 5)}

@@ -20,14 +20,17 @@ import pytest
 import torch
 
 import rkd.report.page as report
-import rkd.runs.runner as runner_module
+import rkd.runs.jobs as jobs_module
+import rkd.runs.training as training_module
 from rkd.data import DatasetLayoutError
 from rkd.data.splits import DataSpec, load_split
 from rkd.experiments import get, names, notebook_parameters
 from rkd.experiments import figure3, figure4, table1, table4, table5, table6
 from rkd.experiments.datasets import DIGITS
-from rkd.report.notebook import PAGES
-from rkd.runs.runner import Results, _feasible_ks, _method, resolve_runs
+from rkd.experiments.notebook import PAGES
+from rkd.runs.plan import method_of, resolve_runs
+from rkd.runs.policies import DRY_RUN, feasible_ks
+from rkd.runs.runner import Results
 from rkd.report.stats import HOLDS, REVERSED, UNCLEAR, judge, summarize_verdicts
 from rkd.registry import UnknownNameError
 from rkd.train import TrainConfig
@@ -278,15 +281,15 @@ def test_table1_paper_preset_follows_the_protocol():
     assert set(students["steps"]) == {8000} and set(students["milestones"]) == {"4000, 6000"}
     assert set(students["lr"]) == {1e-4} and set(students["gamma"]) == {0.1}
     assert sorted(set(students["embedding"])) == [16, 32, 64, 128]
-    assert set(p["batch"]) - {"—"} == {"25 classes x 5 images + 3, 100 per epoch"}
+    assert set(p["batch"]) - {"—"} == {"25 classes x 5 images + 3, 100 per epoch, fill_with_partial_class=True"}
     assert set(p["evaluation"]) == {"Recall@1,2,4,8"} and set(p["image size"]) == {224}
     # the L2 settings the paper reports per method; FitNet in two stages
     cub = p.loc["CUB-200-2011"]
-    for method, settings in table1.METHODS.items():
+    for method, settings in table1.L2_SETTINGS.items():
         runs = cub[cub["method"].str.startswith(method + " ") | (cub["method"] == method)]
         runs = runs[runs["role"] == "student"]
         assert sorted(set(runs["L2"])) == sorted("yes" if l2 else "no" for l2 in settings), method
-    assert len(cub[cub["role"] == "hint"]) == 4 and len(p) == 2 * (2 + 4 * (1 + sum(map(len, table1.METHODS.values()))))
+    assert len(cub[cub["role"] == "hint"]) == 4 and len(p) == 2 * (2 + 4 * (1 + sum(map(len, table1.L2_SETTINGS.values()))))
 
 
 def test_table2_and_table3_paper_presets_follow_the_protocol():
@@ -338,8 +341,8 @@ def test_table4_paper_preset_is_the_papers_protocol():
     assert set(p.loc["CIFAR-100", "image size"]) == {32} and set(p.loc["Tiny ImageNet", "image size"]) == {64}
     assert set(p["starts from"]) <= {"random init", "FitNet (hint stage)", "FitNet+RKD-DA (hint stage)"}
     assert baseline["teacher"] == "—" and p.loc[("CIFAR-100", "HKD"), "teacher"] == "teacher"
-    assert table4.METHODS[:len(table4.PAPER_METHODS)] == table4.PAPER_METHODS
-    assert set(table4.METHODS) - set(table4.PAPER_METHODS) == {"RRD", "RRD+HKD"}
+    assert table4.STUDENTS[:len(table4.PAPER_STUDENTS)] == table4.PAPER_STUDENTS
+    assert set(table4.STUDENTS) - set(table4.PAPER_STUDENTS) == {"RRD", "RRD+HKD"}
 
 
 def test_fewshot_paper_presets_follow_snell_et_al():
@@ -365,7 +368,7 @@ def test_fewshot_paper_presets_follow_snell_et_al():
 
 def test_fewshot_methods_carry_the_papers_weights_and_the_ci_attention_blocks():
     def methods(name, scale):
-        return {run.name: _method(run) for run in resolve_runs(get(name), scale=scale).runs}
+        return {run.name: method_of(run) for run in resolve_runs(get(name), scale=scale).runs}
 
     paper = methods("table6", "paper")
     assert paper["RKD-D (1-shot)"].stages[0].terms == {"prototypical": 1.0, "rkd_distance": 50.0}
@@ -551,9 +554,9 @@ def test_every_notebooks_parameters_cell_is_accepted_by_its_experiment():
 
 
 def test_dry_runs_answer_only_the_ks_a_small_test_set_can():
-    assert _feasible_ks((1, 10, 100, 1000), 12) == (1, 10)
+    assert feasible_ks((1, 10, 100, 1000), 12) == (1, 10)
     with pytest.raises(ValueError, match="answers no K"):
-        _feasible_ks((2,), 2)
+        feasible_ks((2,), 2)
 
 
 @pytest.fixture
@@ -561,8 +564,8 @@ def nothing_is_built(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was built before the data were checked")
 
-    monkeypatch.setattr(runner_module._Context, "build", refuse)
-    monkeypatch.setattr(runner_module, "fit", refuse)
+    monkeypatch.setattr(training_module, "build_model", refuse)
+    monkeypatch.setattr(training_module, "fit", refuse)
 
 
 def test_missing_data_fail_before_any_model_is_built_or_downloaded(tmp_path, nothing_is_built):
@@ -585,14 +588,14 @@ def test_a_dry_run_prints_the_plan_of_the_full_run(tmp_path, capsys, monkeypatch
     def stop(*args, **kwargs):
         raise Stop
 
-    monkeypatch.setattr(runner_module._Context, "check_data", stop)
+    monkeypatch.setattr(jobs_module.DataCatalog, "check", stop)
     with pytest.raises(Stop):
         get("table2").run(scale="paper", datasets=("sop",), generations=1, dry_run=True, progress=False)
     printed = capsys.readouterr().out
     assert "2 runs x 3 seed(s), 300,000 optimiser steps in a full run" in printed
     assert "40000" in printed and "60000" in printed and "small_classes=take_all" in printed
     dry = resolve_runs(get("table2"), scale="paper", datasets=("sop",), generations=1, dry_run=True)
-    assert {run.train.steps for run in dry.runs} == {runner_module.DRY_RUN.steps}  # what it then trains
+    assert {run.train.steps for run in dry.runs} == {DRY_RUN.steps}  # what it then trains
     assert isinstance(dry.runs[0].train, TrainConfig)
 
 

@@ -39,7 +39,6 @@ def test_tasks_get_their_methods():
 def test_every_method_is_well_formed(name, task):
     method = get_method(name, task)
     assert isinstance(method, Method) and method.name == name and method.task == task
-    assert abs(sum(stage.fraction for stage in method.stages) - 1.0) < 1e-12
     for term in method.term_names:
         assert term in LOSS_TERMS
     for stage in method.stages:
@@ -107,15 +106,15 @@ def test_classification_rkd_normalises_pooled_features_and_fewshot_attention_use
     assert tuple(get_method("Attention", "fewshot").options_for("attention")["blocks"]) == ("block4",)
 
 
-def test_stage_at_splits_the_steps():
+def test_only_stage_keeps_one_stage_and_its_options():
     method = get_method("FitNet", "metric")
-    assert [method.stage_at(step, 10) for step in range(12)] == [0] * 5 + [1] * 7
-    three = Method("x", (Stage("a", {"triplet": 1}, 0.2), Stage("b", {"triplet": 1}, 0.3),
-                         Stage("c", {"triplet": 1}, 0.5)))
-    assert [three.stage_at(step, 10) for step in range(10)] == [0, 0, 1, 1, 1, 2, 2, 2, 2, 2]
-    assert get_method("RKD-DA").stage_at(7, 10) == 0
-    with pytest.raises(ValueError):
-        method.stage_at(-1, 10)
+    hint, task = method.only_stage(0), method.only_stage(1)
+    assert [s.name for s in hint.stages] == ["hint"] and dict(hint.stages[0].terms) == {"fitnet": 1.0}
+    assert hint.name == "FitNet (hint stage)" and set(hint.term_options) == {"fitnet"}
+    assert dict(task.stages[0].terms) == {"triplet": 1.0} and task.term_options == {}
+    assert get_method("RKD-DA").only_stage(0).stages == get_method("RKD-DA").stages
+    with pytest.raises(ValueError, match="stages 0..1"):
+        method.only_stage(2)
 
 
 def test_weight_overrides():
@@ -150,7 +149,7 @@ def test_with_term_options_and_validation():
     assert get_method("RRD", "classification").options_for("rrd") == {}
     with pytest.raises(ValueError, match="no term"):
         method.with_term_options("hkd", temperature=2)
-    with pytest.raises(ValueError, match="sum to 1"):
-        Method("bad", (Stage("a", {"triplet": 1}, 0.5),))
+    with pytest.raises(ValueError, match="no stages"):
+        Method("bad", ())
     with pytest.raises(ValueError, match="no loss terms"):
         Stage("empty", {})

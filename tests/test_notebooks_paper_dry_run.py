@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from rkd.report.notebook import PAGES
+from rkd.experiments.notebook import PAGES
 from rkd.report.page import SUMMARY_MIME
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -34,7 +34,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ("RKD-DA", "RRD")
+RESUMED_METHODS = ("RKD-DA", "RRD")
 STEPS = 30
 CHECKPOINT_EVERY = 4
 SEED = 3
@@ -66,7 +66,7 @@ class RandomJitter:
 
 def run_pipeline(workdir: Path, emit=print, stall_at: tuple[str, int] | None = None,
                  num_workers: int = REFERENCE_WORKERS) -> None:
-    """Train every method of METHODS into ``workdir`` (resuming from what is there)."""
+    """Train every method of RESUMED_METHODS into ``workdir`` (resuming from what is there)."""
     from rkd import data, models
     from rkd.distill import Distiller
     from rkd.evaluate import embed
@@ -86,7 +86,7 @@ def run_pipeline(workdir: Path, emit=print, stall_at: tuple[str, int] | None = N
     config = TrainConfig(steps=STEPS, optimizer="adam", lr=3e-3, milestones=(20,), gamma=0.1,
                          checkpoint_every=CHECKPOINT_EVERY)
 
-    for method_name in METHODS:
+    for method_name in RESUMED_METHODS:
         result_path = workdir / f"{method_name}.json"
         if result_path.is_file():
             continue  # finished before the kill: like an experiment, skip what is done
@@ -165,7 +165,7 @@ def _load_outputs(workdir: Path):
 
     return {
         method: (json.loads((workdir / f"{method}.json").read_text()), safe_torch_load(workdir / f"{method}.final.pt"))
-        for method in METHODS
+        for method in RESUMED_METHODS
     }
 
 
@@ -226,7 +226,7 @@ def test_sigkill_at_random_steps_resumes_to_the_uninterrupted_result(tmp_path):
         torch.set_num_threads(saved_threads)
 
     chooser = random.Random(KILL_SEED)
-    kill_points = {(method, step) for method in METHODS
+    kill_points = {(method, step) for method in RESUMED_METHODS
                    for step in chooser.sample(range(1, STEPS + 1), KILLS_PER_METHOD)}
     kill_points.discard(STALL_AT)
     lines, kills = _run_with_kills(killed_dir, kill_points, STALL_AT)
@@ -248,7 +248,7 @@ def test_sigkill_at_random_steps_resumes_to_the_uninterrupted_result(tmp_path):
 
     # the final metrics and weights (RRD queue and pointer included) are identical
     reference, resumed = _load_outputs(reference_dir), _load_outputs(killed_dir)
-    for method in METHODS:
+    for method in RESUMED_METHODS:
         assert resumed[method][0] == reference[method][0], method
         reference_state, resumed_state = reference[method][1], resumed[method][1]
         assert reference_state.keys() == resumed_state.keys()
@@ -257,7 +257,7 @@ def test_sigkill_at_random_steps_resumes_to_the_uninterrupted_result(tmp_path):
     assert any("terms.rrd.loss.queue" == name for name in reference["RRD"][1])
 
     # the evaluation history (every 10 steps and the end) and the CSV logs are the reference's too
-    for method in METHODS:
+    for method in RESUMED_METHODS:
         assert [entry["step"] for entry in resumed[method][0]["history"]] == [10, 20, STEPS], method
         assert (killed_dir / f"{method}.log.csv").read_text() == (reference_dir / f"{method}.log.csv").read_text()
 

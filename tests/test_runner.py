@@ -7,11 +7,12 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-import rkd.runs.runner as runner_module
+import rkd.runs.training as training_module
 from rkd.experiments import ParameterError, get, names, notebook_parameters
 from rkd.experiments.datasets import DIGITS
 from rkd.experiments.recipes import MetricRecipe, Preset
-from rkd.runs.spec import Batches, Evaluation, Experiment, Parameter
+from rkd.experiments.base import Experiment, Parameter
+from rkd.runs.spec import Batches, Evaluation
 from rkd.report.stats import Claim, Comparison
 from rkd.models.spec import ModelSpec
 from rkd.train import TrainConfig
@@ -52,13 +53,13 @@ class Tiny(Experiment):
 @pytest.fixture
 def counted_fit(monkeypatch):
     calls = []
-    real = runner_module.fit
+    real = training_module.fit
 
     def fit(distiller, *args, **kwargs):
         calls.append(kwargs.get("desc"))
         return real(distiller, *args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "fit", fit)
+    monkeypatch.setattr(training_module, "fit", fit)
     return calls
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rkd.experiments import ParameterError, notebook_parameters
-from rkd.runs.spec import Experiment, Parameter
+from rkd.experiments.base import Experiment, Parameter
 from rkd.paper import PAPER_TABLES, paper_table
 from rkd.registry import Registry, UnknownNameError
 from rkd.runtime import UnsafeCheckpointError, atomic_torch_save, atomic_write, safe_torch_load

@@ -93,7 +93,7 @@ def test_checkpoint_holds_every_piece_of_state(tmp_path):
     assert [done for done, _ in steps] == list(range(1, 11))
     checkpoint = safe_torch_load(path)
     assert checkpoint["format"] == CHECKPOINT_FORMAT and checkpoint["step"] == 10
-    assert checkpoint["method"] == {"name": "RRD", "stages": [["train", {"rrd": 1.0}, 1.0]],
+    assert checkpoint["method"] == {"name": "RRD", "stages": [["train", {"rrd": 1.0}]],
                                     "options": {"rrd": {"queue_size": 24, "feat_dim": 8}}}
     assert {"torch", "numpy", "python"} <= set(checkpoint["rng"])
     assert checkpoint["sampler"] == {"seed": 1, "epoch": 3, "position": 1}

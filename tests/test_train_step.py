@@ -10,17 +10,16 @@ import torch
 
 from rkd.train import NonFiniteLossError, TrainConfig, fit
 from rkd.train.step import lean_models, resolve_step_options
-from test_distill import ALL, make_batch
+from test_distill import ALL_STAGES, make_batch
 from test_distill import make_distiller as make_tiny_distiller
 from test_train import assert_same_state, make_distiller, train
 
 
 def losses_and_gradients(make, x, labels, stage=0, lean=True, **options):
-    """One forward and backward of a fresh ``make()`` distiller (RRD's queue changes in
-    the forward pass) at ``stage``, from one random state (the triplet sampler draws
+    """One forward and backward of a fresh ``make(stage)`` distiller (RRD's queue changes in
+    the forward pass), from one random state (the triplet sampler draws
     from it); through :func:`lean_models` with ``options`` when ``lean``."""
-    distiller = make().train()
-    distiller.set_stage(stage)
+    distiller = make(stage).train()
     torch.manual_seed(11)
     if lean:
         with lean_models(distiller, resolve_step_options("cpu", **options)):
@@ -32,20 +31,19 @@ def losses_and_gradients(make, x, labels, stage=0, lean=True, **options):
     return {k: v.detach() for k, v in losses.items()}, grads
 
 
-@pytest.mark.parametrize("name, task", ALL)
-def test_the_teacher_under_inference_mode_gives_exactly_the_losses_and_gradients_of_no_grad(name, task):
-    def make():
-        return make_tiny_distiller(name, task)
+@pytest.mark.parametrize("name, task, stage", ALL_STAGES)
+def test_the_teacher_under_inference_mode_gives_exactly_the_losses_and_gradients_of_no_grad(name, task, stage):
+    def make(stage):
+        return make_tiny_distiller(name, task, stage=stage)
 
     x, labels = make_batch(task)
-    for stage in range(len(make().method.stages)):
-        plain, plain_grads = losses_and_gradients(make, x, labels, stage, lean=False)
-        lean, lean_grads = losses_and_gradients(make, x, labels, stage, precision="fp32")
-        assert {k: v.item() for k, v in lean.items()} == {k: v.item() for k, v in plain.items()}
-        assert plain_grads.keys() == lean_grads.keys()
-        for n in plain_grads:
-            assert torch.equal(plain_grads[n], lean_grads[n]), (name, n)
-        assert not any(n.startswith("teacher.") for n in lean_grads)
+    plain, plain_grads = losses_and_gradients(make, x, labels, stage, lean=False)
+    lean, lean_grads = losses_and_gradients(make, x, labels, stage, precision="fp32")
+    assert {k: v.item() for k, v in lean.items()} == {k: v.item() for k, v in plain.items()}
+    assert plain_grads.keys() == lean_grads.keys()
+    for n in plain_grads:
+        assert torch.equal(plain_grads[n], lean_grads[n]), (name, n)
+    assert not any(n.startswith("teacher.") for n in lean_grads)
 
 
 
@@ -83,8 +81,8 @@ def test_inference_tensors_must_be_cloned_for_the_loss_terms():
 
 @pytest.mark.parametrize("method", ["RKD-DA", "RRD", "Triplet", "FitNet", "DarkRank", "Attention"])
 def test_bf16_autocast_losses_equal_float32_within_mixed_precision_tolerance(method):
-    def make():
-        return make_tiny_distiller(method, "metric")
+    def make(stage):
+        return make_tiny_distiller(method, "metric", stage=stage)
 
     x, labels = make_batch("metric", seed=3)
     reference, _ = losses_and_gradients(make, x, labels, precision="fp32")

@@ -13,14 +13,18 @@ of being silently ignored.
 """
 from __future__ import annotations
 
+from .. import pin as _pin  # noqa: F401  (first, before torch loads: the experiments run pinned)
+
 import inspect
-import types
+import json
 import typing
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from ..registry import Registry
-from ..runs.spec import Experiment
+from .base import Experiment
 
 __all__ = ["get", "names", "EXPERIMENTS", "notebook_parameters", "ParameterError", "Experiment"]
 
@@ -64,8 +68,8 @@ def notebook_parameters(namespace: Mapping[str, Any], experiment: Experiment | s
     Every plain value (str, number, bool, list, dict, None) in ``namespace`` that does
     not start with ``_`` is taken as a parameter: papermill injects parameters as such
     globals, so a name the experiment does not take is a misspelt parameter and is
-    refused, listing the valid names. Values are checked against the annotations; lists
-    are accepted where a tuple is expected (papermill passes YAML lists).
+    refused, listing the valid names. Values are checked against the annotations (lists
+    are accepted where a tuple is expected: papermill passes YAML lists).
     """
     if isinstance(experiment, str):
         experiment = get(experiment)
@@ -85,32 +89,13 @@ def notebook_parameters(namespace: Mapping[str, Any], experiment: Experiment | s
 
 
 def _coerce(name: str, value: Any, expected: Any) -> Any:
+    """``value`` checked against ``expected`` as pydantic's strict JSON mode reads it: a
+    papermill value is a YAML/JSON literal, so a list stands for a tuple and an int for a
+    float, but a string is never a number, nor a bool an int."""
     if expected is None or expected is typing.Any or expected is inspect.Parameter.empty:
         return value
-    is_union = isinstance(expected, types.UnionType) or typing.get_origin(expected) is typing.Union
-    options = typing.get_args(expected) if is_union else (expected,)
-    for option in options:
-        origin = typing.get_origin(option) or option
-        if option is type(None) and value is None:
-            return value
-        if origin is tuple and isinstance(value, (list, tuple)):
-            item_type = (typing.get_args(option) or (object,))[0]
-            if item_type is object or item_type is Ellipsis or all(_is_instance(v, item_type) for v in value):
-                return tuple(value)
-        elif origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        elif isinstance(origin, type) and origin is not tuple and _is_instance(value, origin):
-            return value
-    raise ParameterError(
-        f"notebook parameter {name}={value!r} has type {type(value).__name__}; expected {_describe(expected)}"
-    )
-
-
-def _is_instance(value: Any, cls: type) -> bool:
-    if cls is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, cls)
-
-
-def _describe(expected: Any) -> str:
-    return getattr(expected, "__name__", None) or str(expected).replace("typing.", "")
+    try:
+        return TypeAdapter(expected).validate_json(json.dumps(value), strict=True)
+    except ValidationError:
+        raise ParameterError(f"notebook parameter {name}={value!r} has type {type(value).__name__}; expected "
+                             f"{getattr(expected, '__name__', None) or str(expected).replace('typing.', '')}") from None

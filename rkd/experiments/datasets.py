@@ -38,7 +38,6 @@ MINI_IMAGENET = DataSpec("mini_imagenet", "miniImageNet", train_transform="mini_
 
 GLYPHS_CUB = DataSpec("glyphs_cub", "glyphs (Ethiopic)", stands_in_for="CUB-200-2011", image_size=28)
 GLYPHS_CARS = DataSpec("glyphs_cars", "glyphs (Canadian Syllabics)", stands_in_for="Cars196", image_size=28)
-GLYPHS_SOP = DataSpec("glyphs_sop", "glyphs (SOP-like)", stands_in_for="SOP", image_size=28)
 GLYPHS_CIFAR100 = DataSpec("glyphs_cifar100", "glyphs (100 classes)", stands_in_for="CIFAR-100", image_size=28)
 GLYPHS_TINY = DataSpec("glyphs_tiny_imagenet", "glyphs (200 classes)", stands_in_for="Tiny ImageNet", image_size=28)
 # the glyph sets are arrays in memory already: nothing to decode or cache

@@ -8,7 +8,7 @@ from ..paper import paper_table
 from . import datasets as D
 from ..data.splits import DataSpec
 from .recipes import FewShotRecipe, Preset
-from ..runs.spec import Experiment, Parameter
+from .base import Experiment, Parameter
 from ..report.stats import Claim, Comparison
 
 TEACHER_ROW = "Teacher"

@@ -16,7 +16,7 @@ import pandas as pd
 from . import datasets as D
 from . import table1
 from .recipes import MetricRecipe, Preset
-from ..runs.spec import Experiment, Parameter
+from .base import Experiment, Parameter
 from ..report.stats import Claim, Comparison
 
 METHOD = "RKD-DA"

@@ -21,7 +21,7 @@ from ..evaluate import embed, nearest_neighbours
 from . import datasets as D
 from . import table1
 from .recipes import TEACHER, MetricRecipe, Preset
-from ..runs.spec import Experiment, Parameter
+from .base import Experiment, Parameter
 from ..report.stats import Claim, Comparison
 
 METHOD = "RKD-DA"
@@ -65,7 +65,7 @@ Recall@1 (%) over every test query; the paper prints no numbers for this figure.
         recipe: MetricRecipe = preset.recipe
         for data in D.choose(preset.datasets, datasets, self.title):
             yield from recipe.pretrain_runs(data)
-            yield replace(recipe.teacher_run(data), labels=(("model", "teacher"),))
+            yield recipe.teacher_run(data).with_labels(model="teacher")
             yield recipe.student_run(data, STUDENT, method=METHOD, dim=STUDENT_DIM, l2=False,
                                      labels={"model": "student"})
 

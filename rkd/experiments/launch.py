@@ -34,7 +34,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import rkd  # noqa: F401  (first: the CPU pin goes into the environment before torch loads)
+import rkd.pin  # noqa: F401  (first: the CPU pin goes into the environment before torch loads)
 
 __all__ = ["main", "parse_value"]
 

@@ -56,7 +56,7 @@ class Pretraining:
             name=f"pretrained {network.name}", role="pretrain", task="classification", data=self.data,
             network=network, model_options=(("embedding_dim", None),), method="Baseline", train=self.train,
             batches=Batches("random", size=self.batch_size), evaluation=Evaluation("top1", batch_size=500, split="val"),
-            seed=self.seed, group=group,
+            seed=self.seed, group=group, labels=(("embedding_dim", None),),
         )
 
 
@@ -100,13 +100,18 @@ class MetricRecipe:
     def _init(self, network: ModelSpec) -> str | None:
         return None if self.pretraining is None else f"pretrained {network.name}"
 
+    @staticmethod
+    def _labels(dim: int, l2: bool, labels: Mapping[str, Any] | None = None) -> tuple[tuple[str, Any], ...]:
+        """The result columns of a metric-learning run: its embedding size and normalisation first."""
+        return (("embedding_dim", dim), ("l2_normalize", "yes" if l2 else "no"), *(labels or {}).items())
+
     def teacher_run(self, data: DataSpec) -> Run:
         """The triplet teacher of ``data`` (embedding ``teacher_dim``, L2-normalised)."""
         return Run(
             name=TEACHER, role="teacher", task="metric", data=data, network=self.teacher,
             model_options=(("embedding_dim", self.teacher_dim), ("normalize", True)), method="Triplet",
             train=self.schedules(data)[0], batches=self._batches(data), evaluation=self._evaluation(data),
-            init=self._init(self.teacher),
+            init=self._init(self.teacher), labels=self._labels(self.teacher_dim, True),
         )
 
     def student_run(self, data: DataSpec, name: str, *, method: str, dim: int, l2: bool,
@@ -119,7 +124,7 @@ class MetricRecipe:
             model_options=(("embedding_dim", dim), ("normalize", l2)), method=method,
             train=self.schedules(data)[1], batches=self._batches(data), evaluation=self._evaluation(data),
             teacher=teacher if method != "Triplet" else None, init=self._init(network),
-            labels=tuple((labels or {}).items()),
+            labels=self._labels(dim, l2, labels),
         )
 
     def initial_run(self, data: DataSpec, name: str, *, network: ModelSpec, dim: int, l2: bool,
@@ -129,7 +134,7 @@ class MetricRecipe:
             name=name, role="initial", task="metric", data=data, network=network,
             model_options=(("embedding_dim", dim), ("normalize", l2)), evaluation=replace(
                 self._evaluation(data), every=0),
-            init=self._init(network), labels=tuple((labels or {}).items()),
+            init=self._init(network), labels=self._labels(dim, l2, labels),
         )
 
 

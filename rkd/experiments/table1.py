@@ -9,21 +9,21 @@ corpus (the stand-in for ImageNet weights).
 """
 from __future__ import annotations
 
-from ..data.splits import DataSpec
+from ..models import TAP_NAMES
 from ..models.spec import ModelSpec
 from ..paper import paper_table
 from ..train import TrainConfig
 from . import datasets as D
 from .recipes import MetricRecipe, Preset
-from ..runs.spec import Batches, Evaluation, Experiment, Parameter
+from ..runs.spec import Batches, Evaluation
+from .base import Experiment, Parameter
 from ..report.stats import RRD_CLAIM, Claim, Comparison
 
-TAPS = ("block2", "block3", "block4")
 TEACHER_ROW = "Triplet (teacher)"
 
-#: method -> the student L2-normalisation settings the paper reports for it (at ci the
+#: method -> the student L2-normalisation settings the paper reports for it (the table's rows) (at ci the
 #: preset's ``no_l2`` names the methods that also run without it, to fit the budget)
-METHODS: dict[str, tuple[bool, ...]] = {
+L2_SETTINGS: dict[str, tuple[bool, ...]] = {
     "Triplet": (True,),
     "FitNet": (True,),
     "Attention": (True,),
@@ -36,9 +36,9 @@ METHODS: dict[str, tuple[bool, ...]] = {
 RKD = ("RKD-D", "RKD-A", "RKD-DA")
 
 CI = MetricRecipe(
-    teacher=ModelSpec("small_cnn_wide", (("in_channels", 1), ("taps", TAPS))),
+    teacher=ModelSpec("small_cnn_wide", (("in_channels", 1), ("taps", TAP_NAMES))),
     teacher_dim=512,
-    student=ModelSpec("small_cnn", (("in_channels", 1), ("taps", TAPS))),
+    student=ModelSpec("small_cnn", (("in_channels", 1), ("taps", TAP_NAMES))),
     teacher_train=TrainConfig(steps=600, optimizer="adam", lr=1e-3, weight_decay=1e-5, milestones=(450,), gamma=0.1),
     # 200 steps: what the make-test budget allows for every student of Tables 1-3 and
     # Figures 3-4 over 3 seeds on 2 cores
@@ -49,9 +49,9 @@ CI = MetricRecipe(
 )
 
 PAPER = MetricRecipe(
-    teacher=ModelSpec("resnet50", (("pretrained", True), ("taps", TAPS))),
+    teacher=ModelSpec("resnet50", (("pretrained", True), ("taps", TAP_NAMES))),
     teacher_dim=512,
-    student=ModelSpec("resnet18", (("pretrained", True), ("taps", TAPS))),
+    student=ModelSpec("resnet18", (("pretrained", True), ("taps", TAP_NAMES))),
     # (code) teacher: 40 epochs x 100 iterations, Adam 1e-5, lr x0.5 at epochs 25, 30, 35
     teacher_train=TrainConfig(steps=40 * 100, optimizer="adam", lr=1e-5, weight_decay=1e-5,
                               milestones=(2500, 3000, 3500), gamma=0.5, checkpoint_every=500),
@@ -98,7 +98,7 @@ normalisation only).
         ),
         "paper": Preset(
             scale="paper", datasets=(D.CUB200, D.CARS196), recipe=PAPER,
-            grid={"embedding_dims": (16, 32, 64, 128), "no_l2": tuple(m for m, l2s in METHODS.items() if False in l2s)},
+            grid={"embedding_dims": (16, 32, 64, 128), "no_l2": tuple(m for m, l2s in L2_SETTINGS.items() if False in l2s)},
             notes="the paper's protocol: ImageNet-pretrained ResNet50-512 teacher, ResNet18 students, 224x224 crops",
         ),
     }
@@ -111,7 +111,7 @@ normalisation only).
     def runs(self, preset, embedding_dims=None, methods=None, datasets=None):
         recipe: MetricRecipe = preset.recipe
         chosen = D.choose(preset.datasets, datasets, self.title)
-        methods = D.choose_names(tuple(METHODS), methods, "method", self.title)
+        methods = D.choose_names(tuple(L2_SETTINGS), methods, "method", self.title)
         dims = tuple(embedding_dims or preset.grid["embedding_dims"])
         no_l2 = preset.grid["no_l2"]
         for data in chosen:
@@ -121,7 +121,7 @@ normalisation only).
             yield recipe.teacher_run(data)
             for dim in dims:
                 for method in methods:
-                    for l2 in (l2 for l2 in METHODS[method] if l2 or method in no_l2):
+                    for l2 in (l2 for l2 in L2_SETTINGS[method] if l2 or method in no_l2):
                         yield recipe.student_run(data, f"{method} d={dim}" + ("" if l2 else " no L2"),
                                                  method=method, dim=dim, l2=l2)
 
@@ -167,7 +167,7 @@ normalisation only).
     def plot(self, rows):
         from ..report.plots import metric_by_size
 
-        return metric_by_size(self.paper(), self.keyed(rows), metric=self.metric, methods=tuple(METHODS),
+        return metric_by_size(self.paper(), self.keyed(rows), metric=self.metric, methods=tuple(L2_SETTINGS),
                               teacher=TEACHER_ROW, ylabel="Recall@1 (%)")
 
 

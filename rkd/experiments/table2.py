@@ -16,7 +16,7 @@ from ..train import TrainConfig
 from . import datasets as D
 from . import table1
 from .recipes import TEACHER, MetricRecipe, Preset
-from ..runs.spec import Experiment, Parameter
+from .base import Experiment, Parameter
 from ..report.stats import Claim, Comparison
 
 GENERATIONS = 3
@@ -85,7 +85,7 @@ values are not comparable with the paper's: compare orderings.
         chosen = datasets if datasets is not None else preset.grid.get("datasets")
         for data in D.choose(preset.datasets, chosen, self.title):
             yield from recipe.pretrain_runs(data, recipe.teacher)
-            yield replace(recipe.teacher_run(data), labels=(("generation", 0),))
+            yield recipe.teacher_run(data).with_labels(generation=0)
             for generation in range(1, generations + 1):
                 yield recipe.student_run(data, _generation_name(generation), method=METHOD, dim=recipe.teacher_dim,
                                          l2=False, teacher=_generation_name(generation - 1), role="generation",

@@ -7,14 +7,13 @@ are trained. ci: `small_cnn` plays GoogLeNet and `small_cnn_wide` ResNet50.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 
 from ..models.spec import ModelSpec
 from ..paper import paper_table
 from . import datasets as D
 from . import table1, table2
 from .recipes import MetricRecipe, Preset
-from ..runs.spec import Experiment, Parameter
+from .base import Experiment, Parameter
 from ..report.stats import Claim, Comparison
 
 METHOD = "RKD-DA"
@@ -66,7 +65,7 @@ Recall@1 (%); the other methods' rows are the paper's published numbers, not run
         students = preset.grid["students"]
         for data in D.choose(preset.datasets, datasets, self.title):
             yield from recipe.pretrain_runs(data, recipe.teacher, *(network for _, network, _ in students))
-            yield replace(recipe.teacher_run(data), labels=(("backbone", "ResNet50"),))
+            yield recipe.teacher_run(data).with_labels(backbone="ResNet50")
             for backbone, network, dim in students:
                 yield recipe.student_run(data, f"{backbone}-{dim}", method=METHOD, dim=dim, l2=False,
                                          network=network, labels={"backbone": backbone})

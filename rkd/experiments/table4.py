@@ -8,21 +8,22 @@ compressed into a few hundred steps.
 """
 from __future__ import annotations
 
+from ..models import TAP_NAMES
 from ..models.spec import ModelSpec
 from ..paper import paper_table
 from ..train import TrainConfig
 from . import datasets as D
 from .recipes import ClassificationSetup, Preset
-from ..runs.spec import Evaluation, Experiment, Parameter
+from ..runs.spec import Evaluation
+from .base import Experiment, Parameter
 from ..report.stats import RRD_CLAIM, Claim, Comparison
 
-TAPS = ("block2", "block3", "block4")
 TEACHER_ROW = "Teacher"
 #: the student rows of the paper's Table 4, in its order
-PAPER_METHODS = ("Baseline", "RKD-D", "RKD-DA", "HKD", "HKD+RKD-DA", "FitNet", "FitNet+RKD-DA", "Attention",
+PAPER_STUDENTS = ("Baseline", "RKD-D", "RKD-DA", "HKD", "HKD+RKD-DA", "FitNet", "FitNet+RKD-DA", "Attention",
                  "Attention+RKD-DA")
 #: every student row we run: the paper's, then RRD's
-METHODS = (*PAPER_METHODS, "RRD", "RRD+HKD")
+STUDENTS = (*PAPER_STUDENTS, "RRD", "RRD+HKD")
 
 
 def sgd_schedule(*, epochs: int, milestones: tuple[int, ...], steps_per_epoch: int, lr: float = 0.1,
@@ -42,7 +43,7 @@ def compressed(steps: int, *, epochs: int = 200, milestones: tuple[int, ...] = (
 
 def _small(model: str) -> ModelSpec:
     # embedding_dim=None: the classifier sits on the pooled feature ("a single fully-connected layer")
-    return ModelSpec(model, (("in_channels", 1), ("input_size", 28), ("embedding_dim", None), ("taps", TAPS)))
+    return ModelSpec(model, (("in_channels", 1), ("input_size", 28), ("embedding_dim", None), ("taps", TAP_NAMES)))
 
 
 CI_STEPS = 200
@@ -59,13 +60,13 @@ def _ci(data) -> ClassificationSetup:
 # CIFAR-100 has 50,000 training images, Tiny ImageNet 100,000; batches of 128, the last partial one dropped
 PAPER_SETUPS = (
     ClassificationSetup(
-        data=D.CIFAR100, teacher=ModelSpec("resnet50_cls", (("input_size", 32), ("taps", TAPS))),
-        student=ModelSpec("vgg11_bn_cls", (("input_size", 32), ("taps", TAPS))),
+        data=D.CIFAR100, teacher=ModelSpec("resnet50_cls", (("input_size", 32), ("taps", TAP_NAMES))),
+        student=ModelSpec("vgg11_bn_cls", (("input_size", 32), ("taps", TAP_NAMES))),
         train=sgd_schedule(epochs=200, milestones=(60, 120, 160), steps_per_epoch=50_000 // 128), batch_size=128,
         evaluation=Evaluation("top1", every=50_000 // 128 * 5), epochs=200),
     ClassificationSetup(
-        data=D.TINY_IMAGENET, teacher=ModelSpec("resnet101_cls", (("input_size", 64), ("taps", TAPS))),
-        student=ModelSpec("resnet18_cls", (("input_size", 64), ("taps", TAPS))),
+        data=D.TINY_IMAGENET, teacher=ModelSpec("resnet101_cls", (("input_size", 64), ("taps", TAP_NAMES))),
+        student=ModelSpec("resnet18_cls", (("input_size", 64), ("taps", TAP_NAMES))),
         # the paper gives no weight decay for Tiny ImageNet: CIFAR-100's 5e-4 is kept
         train=sgd_schedule(epochs=300, milestones=(60, 120, 160, 200, 250), steps_per_epoch=100_000 // 128),
         batch_size=128, evaluation=Evaluation("top1", every=100_000 // 128 * 5), epochs=300),
@@ -119,7 +120,7 @@ between images, and their top-1 stays at a few percent (chance: 1 %). The same f
         return tuple(setup.data for setup in preset.datasets)
 
     def runs(self, preset, methods=None, datasets=None):
-        methods = D.choose_names(METHODS, methods, "method", self.title)
+        methods = D.choose_names(STUDENTS, methods, "method", self.title)
         datasets = datasets if datasets is not None else preset.grid.get("datasets")
         chosen = {d.name for d in D.choose(self.datasets_of(preset), datasets, self.title)}
         for setup in preset.datasets:
@@ -137,7 +138,7 @@ between images, and their top-1 stays at a few percent (chance: 1 %). The same f
         return rows
 
     def order(self, results):
-        return [(m,) for m in (*METHODS, TEACHER_ROW)]
+        return [(m,) for m in (*STUDENTS, TEACHER_ROW)]
 
     def claims(self, rows) -> list[Claim]:
         def m(name):
@@ -150,7 +151,7 @@ between images, and their top-1 stays at a few percent (chance: 1 %). The same f
             Claim("adding RKD-DA improves HKD, FitNet and attention", tuple(
                 Comparison(m(f"{base}+RKD-DA"), m(base)) for base in ("HKD", "FitNet", "Attention"))),
             Claim("HKD+RKD-DA beats every other configuration of the paper", tuple(
-                Comparison(m("HKD+RKD-DA"), m(other)) for other in PAPER_METHODS if other != "HKD+RKD-DA")),
+                Comparison(m("HKD+RKD-DA"), m(other)) for other in PAPER_STUDENTS if other != "HKD+RKD-DA")),
             Claim(RRD_CLAIM + "RRD beats RKD-DA, and RRD+HKD beats HKD+RKD-DA",
                   (Comparison(m("RRD"), m("RKD-DA")), Comparison(m("RRD+HKD"), m("HKD+RKD-DA")))),
         ]
@@ -158,10 +159,10 @@ between images, and their top-1 stays at a few percent (chance: 1 %). The same f
     def plot(self, rows):
         from ..report.plots import gain_bars
 
-        colours = {name: "C0" if "RKD" in name else "C1" if "RRD" in name else "C7" for name in METHODS}
+        colours = {name: "C0" if "RKD" in name else "C1" if "RRD" in name else "C7" for name in STUDENTS}
         return gain_bars(self.paper(), rows, metric=self.metric, baseline={"method": "Baseline"},
                          label="top-1 gain over the baseline (points)",
-                         categories=[m for m in METHODS if m != "Baseline"], colours=colours)
+                         categories=[m for m in STUDENTS if m != "Baseline"], colours=colours)
 
 
 EXPERIMENT = Table4()

@@ -7,18 +7,18 @@ evaluation alphabets disjoint, 20 renders per character).
 """
 from __future__ import annotations
 
+from ..models import TAP_NAMES
 from ..models.spec import ModelSpec
 from ..train import TrainConfig
 from . import datasets as D
 from .fewshot_tables import FewShotTable, fewshot_presets
 from .recipes import FewShotRecipe
 
-TAPS = ("block2", "block3", "block4")
 PAPER_EPISODES = 20_000  # Snell et al. stop on the validation loss; we train a fixed number
 CI_EPISODES = 100
 
 CI = FewShotRecipe(
-    network=ModelSpec("conv4", (("in_channels", 1), ("input_size", 28), ("hidden_channels", 32), ("taps", TAPS))),
+    network=ModelSpec("conv4", (("in_channels", 1), ("input_size", 28), ("hidden_channels", 32), ("taps", TAP_NAMES))),
     train=TrainConfig(steps=CI_EPISODES, optimizer="adam", lr=1e-3, milestones=(CI_EPISODES // 2,), gamma=0.5),
     # Snell et al. train on more classes per episode than they test (60 vs 5 or 20); the
     # CPU budget allows 10-way training episodes
@@ -28,7 +28,7 @@ CI_NOTES = (f"the glyph stand-in of Omniglot (alphabets are scripts; no rotated 
             f"classes); `conv4` with 32 channels, {CI_EPISODES} 10-way training episodes with 5 queries "
             f"per class per model, 200 test episodes with 5 queries per setting, CPU")
 PAPER = FewShotRecipe(
-    network=ModelSpec("conv4", (("in_channels", 1), ("input_size", 28), ("hidden_channels", 64), ("taps", TAPS))),
+    network=ModelSpec("conv4", (("in_channels", 1), ("input_size", 28), ("hidden_channels", 64), ("taps", TAP_NAMES))),
     train=TrainConfig(steps=PAPER_EPISODES, optimizer="adam", lr=1e-3,
                       milestones=tuple(range(2000, PAPER_EPISODES, 2000)), gamma=0.5, checkpoint_every=2000),
     train_way={1: 60, 5: 60}, train_query=5, test_ways=(5, 20), test_query=15, test_episodes=1000,

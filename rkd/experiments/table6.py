@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..models import TAP_NAMES
 from ..models.spec import ModelSpec
 from ..train import TrainConfig
 from . import datasets as D
@@ -17,7 +18,6 @@ from . import table5
 from .fewshot_tables import FewShotTable, fewshot_presets
 from .recipes import FewShotRecipe
 
-TAPS = ("block2", "block3", "block4")
 
 CI = replace(table5.CI, test_ways=(5,),
              term_options={"Attention": {"attention": {"blocks": ("block2", "block3")}}})
@@ -25,7 +25,7 @@ CI_NOTES = (f"the glyph stand-in of miniImageNet (64/16/20 classes); `conv4` wit
             f"{table5.CI_EPISODES} 10-way training episodes per model, 200 test episodes, attention on "
             f"blocks 2 and 3 (the last block's map is 1x1 at 28x28), CPU")
 PAPER = FewShotRecipe(
-    network=ModelSpec("conv4", (("in_channels", 3), ("input_size", 84), ("hidden_channels", 64), ("taps", TAPS))),
+    network=ModelSpec("conv4", (("in_channels", 3), ("input_size", 84), ("hidden_channels", 64), ("taps", TAP_NAMES))),
     train=TrainConfig(steps=table5.PAPER_EPISODES, optimizer="adam", lr=1e-3,
                       milestones=tuple(range(2000, table5.PAPER_EPISODES, 2000)), gamma=0.5, checkpoint_every=2000),
     # Snell et al.: 30-way episodes for 1-shot, 20-way for 5-shot, 15 queries per class

@@ -34,7 +34,7 @@ from torch import nn
 from torchvision.models import WeightsEnum
 
 from .build import MODELS
-from .network import FeatureNetwork
+from .network import TAP_NAMES, FeatureNetwork
 from .weights import download_imagenet_state_dict, load_backbone_state_dict, read_state_dict
 
 __all__ = [
@@ -346,7 +346,7 @@ def vgg11_bn_classifier(*, num_classes: int, input_size: int, taps: tuple[str, .
     _check_classifier_options(num_classes, input_size)
     trunk = _VGGTrunk()
     pool_indices = [i for i, layer in enumerate(trunk.features) if isinstance(layer, nn.MaxPool2d)]
-    tap_nodes = {tap: f"features.{pool_indices[stage] - 1}" for stage, tap in enumerate(("block2", "block3", "block4"), start=1)}
+    tap_nodes = {tap: f"features.{pool_indices[stage] - 1}" for stage, tap in enumerate(TAP_NAMES, start=1)}
     return FeatureNetwork(
         trunk,
         pooled_node="flatten",

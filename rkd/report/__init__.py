@@ -5,5 +5,5 @@
 - :mod:`rkd.report.page`: the cells of a page (the box at the top, the protocol table,
   the paper's numbers beside ours, the verdicts, every number, the summary record);
 - :mod:`rkd.report.plots`: the figures (paper and ours side by side, error bars over seeds);
-- :mod:`rkd.report.notebook`: the notebook template every page is written from.
+- :mod:`rkd.experiments.notebook` writes the notebook every page is run from.
 """

@@ -15,19 +15,10 @@ from ..runs.runner import Results
 from .stats import HOLDS, REVERSED, UNCLEAR, VERDICTS, summarize_verdicts
 
 __all__ = ["seed_table", "side_by_side", "summary_box", "plan_html", "verdict_table", "verdict_markdown",
-           "summary_record", "SUMMARY_MIME", "mean_std"]
+           "summary_record", "SUMMARY_MIME"]
 
 #: the MIME type of the record each page leaves for the book's summary page
 SUMMARY_MIME = "application/vnd.rkd.summary+json"
-
-
-def mean_std(values: pd.Series) -> str:
-    values = values.dropna()
-    if values.empty:
-        return "—"
-    if len(values) == 1:
-        return f"{values.iloc[0]:.2f}"
-    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
 
 
 def seed_table(rows: pd.DataFrame, keys: Sequence[str], metric: str) -> pd.DataFrame:
@@ -187,7 +178,7 @@ def _finite(value: float) -> float | None:
 
 # ------------------------------------------------------------------------------ page cells
 #
-# One function per cell of a results page (see rkd.report.notebook): each takes the
+# One function per cell of a results page (see rkd.experiments.notebook): each takes the
 # experiment and its results and displays what the cell shows.
 
 

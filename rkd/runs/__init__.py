@@ -1,9 +1,22 @@
 """Training runs as data, and the one runner that trains them.
 
-:mod:`~rkd.runs.spec` says what a run is (:class:`~rkd.runs.spec.Run`, its batches and
-its evaluation) and what every table or figure provides (:class:`~rkd.runs.spec.Experiment`);
-:mod:`~rkd.runs.protocol` holds the two readings of the paper (the authors' code, the
-paper's text); :func:`~rkd.runs.runner.run_experiment` trains, shares, caches and
-evaluates the runs of any experiment and returns tidy rows. The paper's tables and
-figures themselves are declared in :mod:`rkd.experiments`.
+- :mod:`~rkd.runs.spec`: what a run is (:class:`~rkd.runs.spec.Run`, its
+  :class:`~rkd.runs.spec.Batches` and :class:`~rkd.runs.spec.Evaluation`);
+- :mod:`~rkd.runs.policies`: how each kind of batches is drawn and each kind of
+  evaluation measured (registries), and what a dry run cuts;
+- :mod:`~rkd.runs.protocol`: the two readings of the paper (the authors' code, the
+  paper's text);
+- :mod:`~rkd.runs.plan`: the runs of a table as they will train, and its protocol table;
+- :mod:`~rkd.runs.jobs`: one run at one seed, with the key that names its model;
+- :mod:`~rkd.runs.store`: where trained models live (the model store);
+- :mod:`~rkd.runs.training`: one job trained and evaluated;
+- :mod:`~rkd.runs.rows`: trained runs as tidy result rows;
+- :mod:`~rkd.runs.runner`: :func:`run_experiment`, which puts them in order.
+
+The paper's tables and figures themselves are declared in :mod:`rkd.experiments`.
 """
+from .plan import RunSource, plan_table, resolve_runs
+from .runner import Results, run_experiment
+from .spec import Batches, Evaluation, Run
+
+__all__ = ["Batches", "Evaluation", "Run", "RunSource", "Results", "run_experiment", "resolve_runs", "plan_table"]

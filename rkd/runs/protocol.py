@@ -60,8 +60,8 @@ class Protocol:
         if len(method.stages) != 2 or method.stages[0].name != "hint":
             return (run,)
         hint = replace(run, name=f"{run.name} (hint stage)", role="hint", stage=0,
-                       train=self.hint_schedule(run.train) if run.task == "metric" else run.train,
-                       labels=tuple({**dict(run.labels), "stage": "hint"}.items()))
+                       train=self.hint_schedule(run.train) if run.task == "metric" else run.train
+                       ).with_labels(method=f"{run.method} (hint stage)", stage="hint")
         rest = replace(run, stage=1, init=hint.name)
         return hint, rest
 

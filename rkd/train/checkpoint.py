@@ -34,14 +34,15 @@ from torch import nn
 
 from ..runtime import atomic_torch_save, safe_torch_load
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointMismatchError", "Checkpointer", "Resumed", "trainable_state",
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointMismatchError", "Checkpointer", "Resumed", "trainable_state", "plain",
            "rng_state", "set_rng_state"]
 
 #: Version of the checkpoint layout written by :func:`rkd.train.fit`; a checkpoint of
 #: another layout is refused instead of being half-understood. Format 3: the random
 #: transforms of each batch are seeded from ``(data_seed, step)`` (format 2 drew them
 #: from the global generators in turn), and the evaluation history and numerics are kept.
-CHECKPOINT_FORMAT = 3
+#: Format 4: a method's stages carry no step fractions (each stage is a run of its own).
+CHECKPOINT_FORMAT = 4
 
 
 class CheckpointMismatchError(ValueError):
@@ -105,23 +106,33 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
+def plain(value: Any) -> Any:
+    """``value`` as a checkpoint holds it (``weights_only``): numbers, strings, None, and
+    dicts and lists of them; a one-element tensor as its number, anything else as its repr
+    (metrics such as few-shot's ``{"5-way": {"accuracy": ..., "ci95": ...}}`` nest)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, (bool, int, str, type(None))):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def method_signature(distiller: nn.Module) -> dict[str, Any] | None:
-    """The distiller's method as plain data: name, stages with their term weights and
-    fractions, term options. Two methods with equal signatures train identically."""
+    """The distiller's method as plain data: name, stages with their term weights, term
+    options. Two methods with equal signatures train identically."""
     method = getattr(distiller, "method", None)
     if method is None or not hasattr(method, "stages"):
         return None
-
-    def plain(value):
-        if isinstance(value, Mapping):
-            return {str(k): plain(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        return value if isinstance(value, (bool, int, float, str, type(None))) else repr(value)
-
     return {
         "name": method.name,
-        "stages": [[stage.name, plain(stage.terms), stage.fraction] for stage in method.stages],
+        "stages": [[stage.name, plain(stage.terms)] for stage in method.stages],
         "options": plain(getattr(method, "term_options", {})),
     }
 
@@ -131,7 +142,7 @@ def describe_method(signature: dict[str, Any] | None) -> str:
         return "no method"
     stages = "; ".join(
         f"{name}: " + ", ".join(f"{term} x{weight:g}" for term, weight in terms.items())
-        for name, terms, _fraction in signature["stages"]
+        for name, terms in signature["stages"]
     )
     return f"{signature['name']!r} ({stages})"
 

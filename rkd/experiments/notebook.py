@@ -1,7 +1,7 @@
 """The results page of an experiment, as a notebook: the same cells for every table and
 figure, written from the experiment itself so that pages cannot drift apart.
 
-``python -m rkd.report.notebook`` rewrites ``notebooks/*.ipynb`` (unexecuted);
+``python -m rkd.experiments.notebook`` rewrites ``notebooks/*.ipynb`` (unexecuted);
 ``make notebooks`` then executes them at ``scale="ci"``.
 
 Cell tags: ``parameters`` (papermill), ``hide-input`` (plumbing a reader may open),
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 
-from ..experiments import get, names
+from . import get, names
 
 __all__ = ["notebook", "write_all", "PAGES"]
 
