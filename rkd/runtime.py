@@ -2,7 +2,6 @@
 atomic file writes and safe checkpoint loading."""
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import pickle
@@ -86,21 +85,6 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
         except FileNotFoundError:
             pass
         raise
-
-
-@contextmanager
-def exclusive(lock_path: str | os.PathLike):
-    """Held by one process at a time (an advisory ``flock`` on ``lock_path``): a second
-    process that needs the same artefact (a second notebook of one ``make -j2``, say)
-    waits here, then finds it made instead of making it again."""
-    lock_path = Path(lock_path)
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:

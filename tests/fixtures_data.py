@@ -24,6 +24,8 @@ __all__ = [
     "make_tiny_imagenet_tree",
     "make_omniglot_tree",
     "make_mini_imagenet_tree",
+    "make_data_root",
+    "DATA_ROOT_COUNTS",
     "write_image",
 ]
 
@@ -258,4 +260,32 @@ def make_mini_imagenet_tree(root: Path, classes_per_split: tuple[int, int, int] 
                 write_image(root / "images" / name, seed=700 + 10 * wnid_counter + k, size=(16, 16))
                 lines.append(f"{name},{wnid}")
         (root / f"{split}.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+#: what :func:`make_data_root` writes, per dataset: (images, classes, images per split), in the
+#: form ``rkd.data.ReleaseCounts`` takes, so a check can compare a generated tree with them
+DATA_ROOT_COUNTS = {
+    "cub200": (8, 4, (("train", 4), ("test", 4))),
+    "cars196": (8, 4, (("train", 4), ("test", 4))),
+    "sop": (12, 6, (("train", 6), ("test", 6))),
+    "stanford_dogs": (9, 3, (("train", 6), ("test", 3))),
+    "cifar100": (300, 100, (("train", 200), ("test", 100))),
+    "tiny_imagenet": (9, 3, (("train", 6), ("test", 3))),
+    "omniglot": (24, 8, (("train", 18), ("test", 6))),
+    "mini_imagenet": (21, 7, (("train", 9), ("val", 6), ("test", 6))),
+}
+
+
+def make_data_root(root: Path) -> Path:
+    """Every dataset of the paper, small, under ``root`` as the official archives extract into
+    a data root (the layout ``python -m rkd.data check`` expects); counts in :data:`DATA_ROOT_COUNTS`."""
+    make_cub200_tree(root)
+    make_cars196_tree(root / "cars196")
+    make_sop_tree(root)
+    make_stanford_dogs_tree(root / "stanford_dogs")
+    make_cifar100_tree(root)
+    make_tiny_imagenet_tree(root)
+    make_omniglot_tree(root / "omniglot")
+    make_mini_imagenet_tree(root / "mini_imagenet")
     return root

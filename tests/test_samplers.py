@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from rkd.data import EpisodeSampler, MPerClassSampler, episode_targets, split_episode
+from rkd.data import EpisodeSampler, MPerClassSampler
+from rkd.losses.fewshot import split_episode
 from rkd.registry import UnknownNameError
 
 # 12 classes with 6..17 images each, shuffled so indices and labels are not aligned
@@ -183,28 +184,23 @@ def test_parameter_errors():
 
 def test_episode_layout_is_class_major_support_then_query():
     sampler = EpisodeSampler(LABELS, n_way=5, k_shot=2, n_query=3, episodes=20, seed=0)
-    assert sampler.episode_layout == (5, 2, 3) and len(sampler) == 20
+    assert len(sampler) == 20
     for episode in sampler:
         assert len(episode) == 25 and len(set(episode)) == 25
         classes = runs_of(episode, LABELS, 5)  # each class's 2 + 3 indices are consecutive
         assert len(set(classes)) == 5
 
 
-def test_split_episode_and_targets_follow_the_layout():
-    sampler = EpisodeSampler(LABELS, n_way=3, k_shot=1, n_query=2, episodes=1, seed=7)
-    episode = next(iter(sampler))
-    labels = torch.as_tensor(LABELS[episode])
-    support, query = split_episode(labels, sampler.episode_layout)
-    assert support.shape == (3, 1) and query.shape == (3, 2)
-    support_targets, query_targets = episode_targets(sampler.episode_layout)
-    # within-episode label c <-> the c-th sampled class, for support and query alike
-    for c in range(3):
-        assert set(support[support_targets == c].tolist()) == set(query[query_targets == c].tolist())
-    features = torch.arange(len(episode) * 4.0).reshape(len(episode), 4)
-    s, q = split_episode(features, (3, 1, 2))
-    assert torch.equal(s[1, 0], features[3]) and torch.equal(q[1], features[4:6])
-    with pytest.raises(ValueError, match="expected n_way"):
-        split_episode(features[:-1], (3, 1, 2))
+def test_episodes_are_what_the_prototypical_loss_splits():
+    # the loss side cuts an episode batch (rkd.losses.fewshot.split_episode); the sampler must give its layout
+    sampler = EpisodeSampler(LABELS, n_way=3, k_shot=1, n_query=2, episodes=4, seed=7)
+    for episode in sampler:
+        labels = torch.as_tensor(LABELS[episode])
+        features = torch.as_tensor(np.asarray(episode), dtype=torch.float32).unsqueeze(1)
+        support, support_labels, query, query_labels = split_episode(features, labels, 3, 1, 2)
+        assert support.flatten().tolist() == [episode[0], episode[3], episode[6]]  # the first of each class
+        assert query.flatten().tolist() == [episode[i] for i in (1, 2, 4, 5, 7, 8)]
+        assert support_labels.repeat_interleave(2).tolist() == query_labels.tolist()
 
 
 def test_episodes_are_seeded_and_resumable():

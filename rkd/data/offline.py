@@ -40,7 +40,7 @@ from rkd.data.common import contiguous_labels, layout_error, validate_split
 from rkd.data.registry import DATASETS
 from rkd.registry import Registry
 
-__all__ = ["FashionMNIST", "Digits", "read_idx", "DEBIAN_FASHION_MNIST", "FASHION_MNIST_ENV"]
+__all__ = ["FashionMNIST", "Digits", "read_idx", "SPLIT_KINDS", "DEBIAN_FASHION_MNIST", "FASHION_MNIST_ENV"]
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_ENV = "RKD_FASHION_MNIST"
@@ -66,11 +66,13 @@ FASHION_MNIST_SOURCE = (
     f"(data/fashion) into one folder and pass it as root or set ${FASHION_MNIST_ENV}"
 )
 
-# protocol name -> how the split is chosen: "class_disjoint" or "official"
-PROTOCOLS: Registry = Registry("protocol")
-PROTOCOLS.register("retrieval", "class_disjoint")
-PROTOCOLS.register("fewshot", "class_disjoint")
-PROTOCOLS.register("classification", "official")
+#: the ``protocol`` option of these datasets -> the kind of split it asks for: "class_disjoint"
+#: (train and test hold different classes) or "official" (the dataset's own train / test files).
+#: Unrelated to ``rkd.runs.protocol.PROTOCOLS``, the readings of the paper a run follows.
+SPLIT_KINDS: Registry[str] = Registry("protocol")
+SPLIT_KINDS.register("retrieval", "class_disjoint")
+SPLIT_KINDS.register("fewshot", "class_disjoint")
+SPLIT_KINDS.register("classification", "official")
 
 SPLITS = ("train", "test")
 
@@ -93,7 +95,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _read_idx_cached(path: str, mtime_ns: int, size: int) -> np.ndarray:
+def _read_idx_cached(path: str, _mtime_ns: int, _size: int) -> np.ndarray:
     # keyed on mtime and size so an edited file is re-read; kept in memory only
     with open(path, "rb") as handle:
         raw = handle.read()
@@ -199,7 +201,7 @@ class FashionMNIST(_InMemoryImages):
     def __init__(self, root: str | os.PathLike | None, split: str, transform: Callable | None = None,
                  protocol: str = "retrieval"):
         validate_split("fashion_mnist", split, SPLITS)
-        kind = PROTOCOLS.get(protocol)
+        kind = SPLIT_KINDS.get(protocol)
         root_path = default_fashion_mnist_root() if root is None else Path(root).expanduser()
         folder = _find_fashion_mnist_folder(root_path)
         if folder is None:
@@ -259,7 +261,7 @@ class Digits(_InMemoryImages):
         from sklearn.model_selection import train_test_split
 
         validate_split("digits", split, SPLITS)
-        kind = PROTOCOLS.get(protocol)
+        kind = SPLIT_KINDS.get(protocol)
         bunch = load_digits()
         images = bunch.images.astype(np.uint8)  # integer values 0..16 stored as float64
         labels = bunch.target.astype(np.int64)

@@ -15,7 +15,7 @@ the loop's own counters.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -23,8 +23,8 @@ from torch.utils.data import Sampler
 
 from rkd.registry import Registry
 
-__all__ = ["MPerClassSampler", "EpisodeSampler", "RandomBatchSampler", "split_episode", "episode_targets",
-           "shard_sizes", "shard_positions", "ShardedBatchSampler"]
+__all__ = ["MPerClassSampler", "EpisodeSampler", "RandomBatchSampler", "shard_sizes", "shard_positions",
+           "ShardedBatchSampler"]
 
 
 def _labels_to_numpy(labels) -> np.ndarray:
@@ -199,11 +199,9 @@ class EpisodeSampler(_SeededBatchSampler):
     """Seeded N-way K-shot episodes with Q queries per class.
 
     Each episode draws ``n_way`` distinct classes, then ``k_shot + n_query`` distinct
-    images of each. Layout (``episode_layout = (n_way, k_shot, n_query)``): class-major,
-    for each sampled class in order, its ``k_shot`` support indices then its
-    ``n_query`` query indices; :func:`split_episode` cuts a batch into support
-    ``[n_way, k_shot, ...]`` and query ``[n_way, n_query, ...]``, and
-    :func:`episode_targets` gives the within-episode labels 0..n_way-1.
+    images of each. The layout is class-major: for each sampled class in order, its
+    ``k_shot`` support indices then its ``n_query`` query indices, the layout that
+    ``rkd.losses.fewshot.split_episode`` cuts into support and queries.
     """
 
     def __init__(self, labels, n_way: int, k_shot: int, n_query: int, episodes: int, seed: int = 0):
@@ -223,10 +221,6 @@ class EpisodeSampler(_SeededBatchSampler):
         if len(by_class) < self.n_way:
             raise ValueError(f"n_way={self.n_way} but the labels hold only {len(by_class)} classes")
         self._members = [by_class[c] for c in sorted(by_class)]
-
-    @property
-    def episode_layout(self) -> tuple[int, int, int]:
-        return (self.n_way, self.k_shot, self.n_query)
 
     def __len__(self) -> int:
         return self.episodes
@@ -341,23 +335,3 @@ class ShardedBatchSampler(Sampler[list[int]]):
 
     def load_state_dict(self, state: dict) -> None:
         self.batch_sampler.load_state_dict(state)
-
-
-def split_episode(batch: torch.Tensor, layout: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cut an episode batch ``[n_way * (k_shot + n_query), ...]`` laid out as
-    :class:`EpisodeSampler` does into support ``[n_way, k_shot, ...]`` and query
-    ``[n_way, n_query, ...]``."""
-    n_way, k_shot, n_query = (int(v) for v in layout)
-    if batch.shape[0] != n_way * (k_shot + n_query):
-        raise ValueError(f"episode batch has {batch.shape[0]} rows, expected n_way * (k_shot + n_query) = "
-                         f"{n_way * (k_shot + n_query)} for layout {tuple(layout)}")
-    grouped = batch.reshape(n_way, k_shot + n_query, *batch.shape[1:])
-    return grouped[:, :k_shot], grouped[:, k_shot:]
-
-
-def episode_targets(layout: Sequence[int], device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Within-episode labels of the support ``[n_way, k_shot]`` and query ``[n_way, n_query]``
-    rows returned by :func:`split_episode`: row ``c`` is class ``c``."""
-    n_way, k_shot, n_query = (int(v) for v in layout)
-    classes = torch.arange(n_way, device=device).unsqueeze(1)
-    return classes.expand(n_way, k_shot), classes.expand(n_way, n_query)

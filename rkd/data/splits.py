@@ -52,7 +52,7 @@ class DataSpec:
     def paper_name(self) -> str:
         return self.stands_in_for or self.display
 
-    def for_dry_run(self) -> "DataSpec":
+    def for_dry_run(self) -> DataSpec:
         options = {**dict(self.options), **dict(self.dry_run_options)}
         return replace(self, options=tuple(options.items()))
 

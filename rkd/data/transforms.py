@@ -130,4 +130,5 @@ def get_transform(name: str, train: bool) -> Callable:
 
 
 def transform_names() -> list[str]:
+    """The names :func:`get_transform` accepts, sorted."""
     return TRANSFORMS.names()

@@ -1,26 +1,18 @@
-"""The data of the glyph world (:mod:`rkd.data.glyphs`): which fonts draw which script,
-and which scripts play which paper dataset's role.
-
-Everything here is a table; the code that renders and splits it is in ``glyphs.py``.
+"""Which fonts draw which script: the table the glyph rasteriser reads.
 
 A :class:`Script` names the Noto font files that draw it (Debian's ``fonts-noto-core``
 installs them in ``/usr/share/fonts/truetype/noto``) and the code point ranges its
 characters are taken from. A character is used only when it is a letter (Unicode
 category L*), lies in those ranges, is drawn by *every* font of the script (no font
 falls back to its .notdef box), has ink, and does not look exactly like a character
-already taken (see :func:`rkd.data.glyphs.script_characters`).
-
-The roles give every dataset of the paper a stand-in; no script serves two roles, so
-the pretraining corpus (ImageNet's role) never shares a character, or even a script,
-with a dataset used after it.
+already taken (see :func:`rkd.data.glyphs.fonts.script_characters`). Which script plays
+which paper dataset's role is in :mod:`rkd.data.glyphs.roles`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Script", "SCRIPTS", "PRETRAIN_SCRIPTS", "CUB_SCRIPT", "CARS_SCRIPT", "SOP_SCRIPT",
-           "CIFAR100_SCRIPTS", "TINY_IMAGENET_SCRIPTS", "MINI_IMAGENET_SCRIPT",
-           "OMNIGLOT_BACKGROUND", "OMNIGLOT_EVALUATION", "OMNIGLOT_VAL"]
+__all__ = ["Script", "SCRIPTS"]
 
 
 @dataclass(frozen=True)
@@ -171,40 +163,4 @@ _TABLE: tuple[Script, ...] = (
 #: script name -> :class:`Script`
 SCRIPTS: dict[str, Script] = {script.name: script for script in _TABLE}
 if len(SCRIPTS) != len(_TABLE):  # a typo that names a script twice would silently drop one
-    raise RuntimeError("glyph_scripts: a script is listed twice")
-
-# ---------------------------------------------------------------- role assignments
-
-#: ImageNet's role: the corpus the trunks are pretrained on. One regular font per script
-#: and mild augmentation (``rkd.data.glyphs.PRETRAIN_AUGMENTATION``): the "canonical
-#: photographs" of the glyph world, against which the retrieval sets' many fonts, slants
-#: and stroke widths are a domain the pretrained trunk has not seen.
-PRETRAIN_SCRIPTS = ("Arabic", "Armenian", "Bengali", "Devanagari", "Georgian", "Gujarati", "Gurmukhi", "Hebrew",
-                    "Kannada", "Khmer", "Lao", "Malayalam", "Myanmar", "Oriya", "Sinhala", "Tamil", "Telugu", "Thai",
-                    "Tibetan")
-#: CUB-200-2011's role (fine-grained retrieval)
-CUB_SCRIPT = "Ethiopic"
-#: Cars196's role (fine-grained retrieval)
-CARS_SCRIPT = "CanadianAboriginal"
-#: Stanford Online Products' role (many classes, few images each)
-SOP_SCRIPT = "Yi"
-#: CIFAR-100's role: 20 scripts (its 20 superclasses), 5 characters each
-CIFAR100_SCRIPTS = ("Adlam", "Balinese", "Cham", "Cherokee", "Grantha", "HanifiRohingya", "Javanese", "KayahLi",
-                    "Khojki", "Lisu", "Medefaidrin", "MeeteiMayek", "NyiakengPuachueHmong", "OlChiki", "SoraSompeng",
-                    "Sundanese", "TaiTham", "Thaana", "Yezidi", "Osage")
-#: Tiny ImageNet's role: 10 scripts, 20 characters each
-TINY_IMAGENET_SCRIPTS = ("Bamum", "Vai", "MendeKikakui", "LinearA", "LinearB", "Nushu", "Duployan", "Mongolian",
-                         "Coptic", "Glagolitic")
-#: miniImageNet's role: one script of pictographs, its classes split 64 / 16 / 20 at random
-MINI_IMAGENET_SCRIPT = "EgyptianHieroglyphs"
-#: Omniglot's role: background alphabets (training) ...
-OMNIGLOT_BACKGROUND = ("Avestan", "Batak", "Bhaiksuki", "Brahmi", "Buginese", "Carian", "CaucasianAlbanian",
-                       "Chakma", "Cypriot", "Deseret", "Elbasan", "Gothic", "GunjalaGondi", "ImperialAramaic",
-                       "Kaithi", "Kharoshthi", "Khudawadi", "Lepcha", "Limbu", "Lycian", "Mahajani", "Mandaic",
-                       "Manichaean", "Marchen", "MasaramGondi", "Meroitic", "Modi", "Multani", "NKo", "Nabataean")
-#: ... and evaluation alphabets (testing), disjoint from the background ones
-OMNIGLOT_EVALUATION = ("Newa", "Ogham", "OldItalic", "OldPermic", "OldPersian", "OldTurkic", "Osmanya",
-                       "PahawhHmong", "PauCinHau", "PhagsPa", "Rejang", "Runic", "Samaritan", "Saurashtra",
-                       "Sharada", "Shavian", "Siddham", "Soyombo", "Takri", "Tifinagh")
-#: the background alphabets held out as Omniglot's validation split (as Vinyals et al. hold out five)
-OMNIGLOT_VAL = ("Bhaiksuki", "Chakma", "Deseret", "Lepcha", "Nabataean")
+    raise RuntimeError("rkd.data.glyphs.scripts: a script is listed twice")
