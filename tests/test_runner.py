@@ -80,16 +80,19 @@ def test_a_second_run_reads_every_model_from_the_cache_and_gives_the_same_rows(t
     second = Tiny().run(cache_dir=str(tmp_path), progress=False)
     assert len(counted_fit) == trained, "nothing may be retrained"
     pd.testing.assert_frame_equal(first.rows, second.rows)
-    assert second.training_logs == first.training_logs  # the logs of cached models are found again
+    assert {k: t.losses for k, t in second.trained.items()} == {k: t.losses for k, t in first.trained.items()}
 
 
-def test_every_trained_run_has_its_log_and_the_page_plots_one_per_method(tmp_path, monkeypatch):
+def test_every_trained_run_has_its_curve_and_the_page_plots_one_per_method(tmp_path, monkeypatch):
     from rkd.report import page
 
     results = Tiny().run(cache_dir=str(tmp_path), progress=False)
     runs = ("teacher", *results.rows["run"].unique())
-    assert set(results.training_logs) == {(DIGITS.display, run, seed) for run in runs for seed in (0, 1)}
-    assert all(path.is_file() for path in results.training_logs.values())
+    assert set(results.trained) == {(DIGITS.display, run, seed) for run in runs for seed in (0, 1)}
+    for trained in results.trained.values():
+        steps = trained.job.run.train.steps
+        assert trained.losses["step"][-1] == steps and len(trained.losses["total"]) == len(trained.losses["step"])
+        assert trained.history[-1]["step"] == steps and trained.steps == steps
     shown = []
     monkeypatch.setattr(page, "_display", shown.append)
     page.show_training_curves(Tiny(), results)
@@ -99,7 +102,7 @@ def test_every_trained_run_has_its_log_and_the_page_plots_one_per_method(tmp_pat
     dry = Tiny().run(dry_run=True, progress=False, methods=("Triplet",))
     shown.clear()
     page.show_training_curves(Tiny(), dry)
-    assert "No training logs" in shown[0].data
+    assert "No training curves" in shown[0].data
 
 
 def test_a_changed_teacher_retrains_its_students(tmp_path, counted_fit, monkeypatch):

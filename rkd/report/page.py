@@ -280,40 +280,36 @@ def show_figure(experiment, results: Results) -> None:
 
 
 def show_training_curves(experiment, results: Results, *, most: int = 16) -> None:
-    """The training logs of one run of each method (the page's first dataset, the first
-    seed): how every loss term moved, for a reader who wants to see that training converged."""
+    """The training curves of one run of each method (the page's first dataset, the first
+    seed): how every loss term moved, and the evaluations along training, for a reader who
+    wants to see that training converged."""
     import matplotlib.pyplot as plt
     from IPython.display import Image, Markdown
 
-    from ..train.log import read_training_log
     from .plots import training_curves
 
     if not results.datasets or not results.seeds:
         _display(Markdown("*No training curves: these results name no dataset or no seed.*"))
         return
     dataset, seed = results.datasets[0].display, results.seeds[0]
-    rows = results.rows
-    # the teacher, trained with a student's method, is a kind of its own
-    kind_of = ({run: (role, method) for run, role, method in zip(rows["run"], rows["role"], rows["method"])}
-               if {"role", "method"} <= set(rows.columns) else {})
-    chosen: dict[str, Any] = {}  # run -> its log, the first run of each kind
+    chosen: dict[str, Any] = {}  # run -> its trained run, the first run of each kind
     kinds_chosen = set()
-    for (logged_dataset, run, logged_seed), path in results.training_logs.items():
-        kind = kind_of.get(run, run)
-        if (logged_dataset, logged_seed) == (dataset, seed) and kind not in kinds_chosen:
-            chosen[run] = path
+    for (shown_dataset, run, shown_seed), trained in results.trained.items():
+        job_run = trained.job.run
+        kind = (job_run.role, job_run.method)  # the teacher, trained with a student's method, is a kind of its own
+        if (shown_dataset, shown_seed) == (dataset, seed) and trained.losses and kind not in kinds_chosen:
+            chosen[run] = trained
             kinds_chosen.add(kind)
     if not chosen:
-        _display(Markdown("*No training logs: a dry run keeps none, and a run read from a model cache "
-                          "whose logs were deleted has none.*"))
+        _display(Markdown("*No training curves: a dry run keeps none.*"))
         return
     shown = dict(list(chosen.items())[:most])
-    figure = training_curves({run: read_training_log(path) for run, path in shown.items()})
+    figure = training_curves(shown)
     more = f", the first {most} of {len(chosen)}" if len(chosen) > most else ""
     _display(Markdown(f"*{dataset}, seed {seed}: the first training run of each role and method "
-                      f"({len(shown)} runs{more}): each weighted loss term and their total (black) per step; "
-                      f"red dots, right axis: evaluations on the test classes during training, where the "
-                      f"run makes them.*"))
+                      f"({len(shown)} runs{more}): each weighted loss term and their total (black), averaged "
+                      f"over stretches of steps; red dots, right axis: evaluations on the test classes during "
+                      f"training.*"))
     _display(Image(data=compact_png(figure)))
     plt.close(figure)
 

@@ -3,6 +3,7 @@ mean over seeds with the standard deviation as error bars, readable at page widt
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -211,37 +212,50 @@ def sample_mosaic(datasets, *, classes: int = 5, per_class: int = 8) -> list[tup
     return mosaics
 
 
-def training_curves(logs: Mapping[str, pd.DataFrame], *, panel_height: float = 2.4):
-    """One small panel per training log (title: its key), as :func:`rkd.train.log.read_training_log`
-    reads them: each weighted loss term (thin) and their total (black) against the step,
-    on a log scale when every value is positive; evaluations during training, if any, as
-    dots on a right-hand axis. ``None`` when there is no log."""
-    if not logs:
+def _first_metric(history: list[dict[str, Any]]) -> tuple[str, list[tuple[int, float]]]:
+    """The first metric of a run's evaluations along training (Recall@1, top-1, few-shot's
+    first way's accuracy) as ``(name, [(step, value)])``."""
+    for entry in history:
+        for name, value in entry.items():
+            if name == "step":
+                continue
+            if isinstance(value, dict):  # few-shot: {"5-way": {"accuracy": ..., "ci95": ...}}
+                return f"{name} accuracy", [(h["step"], h[name]["accuracy"]) for h in history if name in h]
+            return name, [(h["step"], h[name]) for h in history if name in h]
+    return "", []
+
+
+def training_curves(runs: Mapping[str, Any], *, panel_height: float = 2.4):
+    """One small panel per trained run (title: its key; a
+    :class:`~rkd.runs.training.TrainedRun`): each weighted loss term (thin) and their total
+    (black) against the step, from the run's stored loss curve (means over stretches of
+    steps), on a log scale when every value is positive; its evaluations during training,
+    if any, as dots on a right-hand axis. ``None`` when there is no run with a curve."""
+    runs = {title: trained for title, trained in runs.items() if trained.losses}
+    if not runs:
         return None
-    fig, axes = _figure(len(logs), height=panel_height)
-    for ax, (title, log) in zip(axes, logs.items()):
-        losses = log[log["kind"] == "loss"].pivot_table(index="step", columns="name", values="value", sort=False)
-        terms = [c for c in losses.columns if c != "total"]
+    fig, axes = _figure(len(runs), height=panel_height)
+    for ax, (title, trained) in zip(axes, runs.items()):
+        steps = trained.losses["step"]
+        terms = [name for name in trained.losses if name not in ("step", "total")]
         for name in terms if len(terms) > 1 else ():
-            ax.plot(losses.index, losses[name], linewidth=0.8, label=name)
-        if "total" in losses:
+            ax.plot(steps, trained.losses[name], linewidth=0.8, label=name)
+        if "total" in trained.losses:
             total_label = "total" if len(terms) != 1 else f"{terms[0]} (the total)"  # one term is its own total
-            ax.plot(losses.index, losses["total"], color="black", linewidth=1.0, label=total_label)
-        if len(losses) and (losses.to_numpy() > 0).all():
+            ax.plot(steps, trained.losses["total"], color="black", linewidth=1.0, label=total_label)
+        if all(v > 0 for name in terms + ["total"] for v in trained.losses.get(name, ())):
             ax.set_yscale("log")
-        evaluations = log[log["kind"] == "eval"]
-        if len(evaluations):
-            metric = evaluations["name"].iloc[0]  # the first metric (Recall@1, top-1, ...) only
-            shown = evaluations[evaluations["name"] == metric]
+        metric, points = _first_metric(trained.history)
+        if points:
             right = ax.twinx()
-            right.plot(shown["step"], shown["value"], "o", color="tab:red", markersize=3)
+            right.plot([p[0] for p in points], [p[1] for p in points], "o", color="tab:red", markersize=3)
             right.set_ylabel(metric, color="tab:red", fontsize=8)
             right.tick_params(axis="y", labelsize=7, colors="tab:red")
         ax.set_title(title, fontsize=8)
         ax.tick_params(which="both", labelsize=7)  # log axes label minor ticks too
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="upper right", frameon=False)
-    columns = min(len(logs), 4)  # _figure's grid
+    columns = min(len(runs), 4)  # _figure's grid
     for ax in axes[(len(axes) - 1) // columns * columns:]:  # the last row
         ax.set_xlabel("step", fontsize=8)
     fig.tight_layout()

@@ -83,7 +83,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from . import inference
-from .convergence import Convergence, check_convergence
+from ..runs.convergence import Convergence, check_convergence
 from .inference import benjamini_hochberg, holm, minimum_detectable_difference, seeds_needed
 
 __all__ = ["Interval", "t_interval", "clustered_interval", "Comparison", "Claim", "judge", "summarize_verdicts",

@@ -159,6 +159,12 @@ class EvaluationPolicy:
         """The result rows of one test set's ``metrics`` (one, or one per way)."""
         return [dict(metrics)]
 
+    def curve(self, evaluation: Evaluation, history: list[dict[str, Any]], row: dict[str, Any]
+              ) -> list[tuple[int, float]]:
+        """``(step, value)`` of the metric a claim compares in ``row``, along training."""
+        names = self.metrics(evaluation)
+        return [(h["step"], h[names[0]]) for h in history if names and names[0] in h]
+
     def dry(self, evaluation: Evaluation) -> Evaluation:
         return replace(evaluation, batch_size=min(evaluation.batch_size, DRY_RUN.eval_batch_size), every=0,
                        domains=tuple(d.for_dry_run() for d in evaluation.domains))
@@ -206,6 +212,10 @@ class FewShotEpisodes(EvaluationPolicy):
                                             batch_size=evaluation.batch_size, device=device)
         return Measured({f"{r['way']}-way": {k: r[k] for k in ("accuracy", "ci95")} for r in found},
                         {f"{r['way']}-way": r["episode_accuracies"] for r in found})
+
+    def curve(self, evaluation, history, row):
+        way = f"{row['way']}-way"
+        return [(h["step"], h[way]["accuracy"]) for h in history if isinstance(h.get(way), dict)]
 
     def result_rows(self, evaluation, metrics):
         return [{"way": int(way.split("-")[0]), "shot": evaluation.shot, **result, "episodes": evaluation.episodes}

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from .convergence import check_convergence
 from .plan import Resolved
 from .policies import EVALUATION_POLICIES
 from .training import TrainedRun
@@ -39,8 +40,20 @@ def result_rows(trained: TrainedRun, resolved: Resolved) -> list[dict[str, Any]]
     for domain, values in trained.metrics.items():
         row = {**base, **({"evaluated_on": domain} if run.evaluation.domains else {})}
         extra = best if domain == run.data.display and not policy.per_episode else {}
-        rows += [{**row, **measured, **extra, **tail} for measured in policy.result_rows(run.evaluation, values)]
+        for measured in policy.result_rows(run.evaluation, values):
+            rows.append({**row, **measured, **extra, "converged": converged(trained, measured), **tail})
     return rows
+
+
+def converged(trained: TrainedRun, row: dict[str, Any]) -> bool | None:
+    """Whether the run had converged (:func:`rkd.runs.convergence.check_convergence` on the
+    evaluations along its training of the metric in ``row``); None when it was not checked
+    (a run only evaluated, or one without periodic evaluations)."""
+    run = trained.job.run
+    points = EVALUATION_POLICIES.get(run.evaluation.kind).curve(run.evaluation, trained.history, row)
+    if not run.trains or len(points) < 2:
+        return None
+    return check_convergence(points).converged
 
 
 def episode_rows(trained: TrainedRun) -> list[dict[str, Any]]:

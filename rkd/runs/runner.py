@@ -9,8 +9,6 @@ job that trains needs it (as teacher or initial weights) or the page draws from 
 from __future__ import annotations
 
 import datetime
-import platform
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +25,10 @@ from .jobs import DataCatalog, Job, list_jobs
 from .plan import Resolved, RunSource, plan_table, resolve_runs, total_steps
 from .rows import episode_rows, result_rows, tidy
 from .store import ModelStore
-from .training import TeacherOutputs, TrainedRun, build_model, train_job
+from .results import ResultStore, default_results_dir
+from .training import TeacherOutputs, TrainedRun, build_model, machine_name, train_job
 
-__all__ = ["run_experiment", "Results", "Session", "resolve_device", "machine_name"]
+__all__ = ["run_experiment", "prepare", "Call", "Results", "Session", "resolve_device"]
 
 
 @dataclass
@@ -40,9 +39,9 @@ class Results:
     claim pairs. ``pretraining``: the pretrained trunks' held-out top-1. ``episodes``:
     few-shot only, one row per (run, seed, way, episode).
     ``plan``: the protocol table. ``models``: the trained models of the experiment's
-    ``keep_models`` (last seed), for figures that draw from them. ``training_logs``:
-    (dataset, run, seed) -> the run's training log in the model store, for every run
-    that trained there (none in a dry run, which keeps no store).
+    ``keep_models`` (last seed), for figures that draw from them. ``trained``: (dataset,
+    run, seed) -> the :class:`~rkd.runs.training.TrainedRun` (its loss curve, its
+    evaluations along training, how long it took and where).
     """
 
     experiment: str
@@ -60,7 +59,7 @@ class Results:
     pinned: bool = False
     dry_run: bool = False
     models: dict[str, Any] = field(default_factory=dict, repr=False)
-    training_logs: dict[tuple[str, str, int], Path] = field(default_factory=dict, repr=False)
+    trained: dict[tuple[str, str, int], TrainedRun] = field(default_factory=dict, repr=False)
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -74,62 +73,68 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def machine_name(device: torch.device) -> str:
-    """The processor (and GPU) the numbers were computed on, for the page's box."""
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (GPU), {cpu}"
-    return cpu or "unknown CPU"
-
-
 class Session:
-    """The jobs of one call and what they share: the data, the model store, the models
-    loaded or trained so far (by job key) and the pretrained trunks' weight files."""
+    """The jobs of one call and what they share: the data, the model store, the results
+    store (``results``, of ``experiment``), the models loaded or trained so far (by job
+    key) and the pretrained trunks' weight files."""
 
     def __init__(self, jobs: list[Job], catalog: DataCatalog, store: ModelStore, device: torch.device, *,
-                 needed: set[str], progress: bool = True, num_workers: int | None = None, dry_run: bool = False):
+                 needed: set[str], results: ResultStore | None = None, experiment: str = "",
+                 progress: bool = True, num_workers: int | None = None, dry_run: bool = False):
         self.by_key = {job.key: job for job in jobs}
         self.catalog, self.store, self.device = catalog, store, device
+        self.results, self.experiment = results or ResultStore(None), experiment
         self.needed = needed  # keys of the jobs whose model another job or the page needs
         self.progress, self.num_workers, self.dry_run = progress, num_workers, dry_run
         self.models: dict[str, torch.nn.Module] = {}
         self.teacher_outputs = TeacherOutputs()
 
     def result(self, job: Job) -> TrainedRun:
-        """The job's result: from the store, else trained (once, whichever process gets there first)."""
-        keep = job.key in self.needed
-        usable: Callable[[Any], bool] = lambda found: found is not None and (not keep or "model" in found)  # noqa: E731
+        """The job's numbers: from the model store, the results store, or trained now (once,
+        whichever process gets there first)."""
+        found = self.stored(job)
+        if found is not None:
+            return found
+        with self.store.training(job.key):
+            found = self.stored(job)  # trained meanwhile by another process?
+            if found is not None:
+                return found
+            trained = self._train(job, job.key in self.needed)
+            # under torchrun rank 0 writes the entry (the others wait for it in the lock)
+            self.store.put(job.key, job.config, trained.payload(), to_disk=job.run.trains and is_main_process())
+            return trained
+
+    def stored(self, job: Job) -> TrainedRun | None:
+        """The job's numbers if some store has them (an evaluated-only run is never stored).
+        Under torchrun every process takes rank 0's answer, so that they train together."""
         payload = self.store.get(job.key, job.config) if job.run.trains else None
-        # under torchrun every process takes rank 0's decision (in one process: the value
-        # itself): if some trained and others did not, they would wait for each other forever
-        if not rank_zero_decides(usable(payload)):
-            with self.store.training(job.key):
-                payload = self.store.get(job.key, job.config) if job.run.trains else None
-                if not rank_zero_decides(usable(payload)):
-                    trained = self._train(job, keep)
-                    self.store.put(job.key, job.config, trained.payload(),
-                                   to_disk=job.run.trains and is_main_process())
-                    return trained
-        if not usable(payload):  # under torchrun: rank 0 wrote an entry after this process looked
+        record = self.results.get(self.experiment, job.key) if job.run.trains and payload is None else None
+        if not rank_zero_decides(payload is not None or record is not None):
+            return None
+        if payload is None and record is None:  # rank 0 found an entry this process did not see yet
             payload = self.store.get(job.key, job.config)
-        log = self.store.log_path(job.key) if job.run.trains else None
-        return TrainedRun.from_payload(job, payload, log if log is not None and log.is_file() else None)
+        return TrainedRun.from_payload(job, payload if payload is not None else record)
 
     def model(self, key: str) -> torch.nn.Module:
-        """The trained model of job ``key``, frozen: from memory, the store, or trained now."""
+        """The trained model of job ``key``, frozen: from memory, the model store, or trained
+        now (a job whose numbers come from the results store keeps no weights)."""
         if key not in self.models:
             job = self.by_key[key]
             state = self.result(job).model_state
-            if key not in self.models:  # read from the store, not trained by this call
-                model = build_model(job, self.catalog, None)
-                model.load_state_dict(state)
-                self.models[key] = model.eval().requires_grad_(False)
+            if key not in self.models:  # found in a store, not trained by this call
+                if state is None:
+                    with self.store.training(job.key):
+                        trained = self._train(job, keep=True)
+                        self.store.put(job.key, job.config, trained.payload(),
+                                       to_disk=job.run.trains and is_main_process())
+                else:
+                    self.models[key] = self._frozen(job, state)
         return self.models[key]
+
+    def _frozen(self, job: Job, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+        model = build_model(job, self.catalog, None)
+        model.load_state_dict(state)
+        return model.eval().requires_grad_(False)
 
     def start_from(self, job: Job) -> Path | torch.nn.Module | None:
         """What ``job`` starts from: a pretrained trunk's weights file, an earlier model, or nothing."""
@@ -149,25 +154,52 @@ class Session:
                             start_from=self.start_from(job), keep_model=keep, teacher_outputs=self.teacher_outputs,
                             progress=self.progress, num_workers=self.num_workers, dry_run=self.dry_run)
         if keep:
-            model = build_model(job, self.catalog, None)
-            model.load_state_dict(trained.model_state)
-            self.models[job.key] = model.eval().requires_grad_(False)
+            self.models[job.key] = self._frozen(job, trained.model_state)
         return trained
 
 
-def run_experiment(source: RunSource, *, scale: str = "ci", data_root: str | None = None, device: str = "cpu",
-                   seeds: tuple[int, ...] | None = None, protocol: str | None = None, progress: bool = True,
-                   dry_run: bool = False, cache_dir: str | None = None, num_workers: int | None = None,
-                   **params: Any) -> Results:
-    """Run every run of ``source`` at ``scale`` for every seed; return :class:`Results`.
+@dataclass
+class Call:
+    """One call of a table's runs, prepared: what resolved, the protocol table, the jobs
+    with their keys, and the :class:`Session` that gives each job's result."""
 
-    ``seeds``: the repetitions (default: the preset's). ``protocol``: ``"authors_code"``
-    or ``"paper_text"`` (default: the preset's; see :mod:`rkd.runs.protocol`).
-    ``dry_run``: print the plan, then train every model for two steps on the CPU on the
-    preset's data and networks (no downloads); the rows are not results.
-    ``cache_dir``: where trained models are kept (default :func:`rkd.cache.default_cache_dir`;
-    a dry run keeps nothing on disk). ``params``: the experiment's own parameters.
-    """
+    source: RunSource
+    resolved: Resolved
+    plan: pd.DataFrame
+    jobs: list[Job]
+    session: Session
+    device: torch.device
+    pinned: bool
+    data_root: str | None
+
+    def job(self, key: str) -> Job:
+        return self.session.by_key[key]
+
+    def gather(self, progress: bool = True) -> Results:
+        """Every job's result (from the stores, or trained here), as :class:`Results`."""
+        bar = progress_bar(len(self.jobs), desc=f"{self.source.title} ({self.resolved.label})", enabled=progress,
+                           leave=True)
+        trained = []
+        for job in self.jobs:
+            trained.append(self.session.result(job))
+            bar.update(1)
+        bar.close()
+        results = _results(self, trained)
+        kept = set(self.source.keep_models)
+        for job in self.jobs:  # the kept models of the last seed
+            if job.run.name in kept:
+                results.models[f"{job.run.data.display}/{job.run.name}"] = self.session.model(job.key)
+        self.source.analyse(results, results.models)
+        return results
+
+
+def prepare(source: RunSource, *, scale: str = "ci", data_root: str | None = None, device: str = "cpu",
+            seeds: tuple[int, ...] | None = None, protocol: str | None = None, progress: bool = True,
+            dry_run: bool = False, cache_dir: str | None = None, num_workers: int | None = None,
+            results_dir: str | Path | None = None, **params: Any) -> Call:
+    """Resolve ``source``'s runs, check their data and list their jobs (see
+    :func:`run_experiment` for the parameters; ``results_dir``: the results store, default
+    :func:`rkd.runs.results.default_results_dir`, ``""`` none; a dry run reads none)."""
     resolved = resolve_runs(source, scale=scale, protocol=protocol, dry_run=dry_run, seeds=seeds, **params)
     preset = resolved.preset
     dev = torch.device("cpu") if dry_run else resolve_device(device)
@@ -182,39 +214,52 @@ def run_experiment(source: RunSource, *, scale: str = "ci", data_root: str | Non
     catalog = DataCatalog(data_root, progress=progress)
     catalog.check(resolved.runs)
     jobs = list_jobs(resolved, catalog, device=dev, pinned=pinned)
-    kept_names = set(source.keep_models)
-    needed = {key for job in jobs for key in job.needs} | {job.key for job in jobs if job.run.name in kept_names}
+    kept = set(source.keep_models)
+    needed = {key for job in jobs for key in job.needs} | {job.key for job in jobs if job.run.name in kept}
     workers = 0 if dry_run or getattr(preset, "num_workers", None) == 0 else num_workers
+    if results_dir is None:
+        results_dir = default_results_dir()
+    results = ResultStore(None if dry_run or not str(results_dir or "") else results_dir)
     session = Session(jobs, catalog, ModelStore(None if dry_run else (cache_dir or default_cache_dir())), dev,
-                      needed=needed, progress=progress, num_workers=workers, dry_run=dry_run)
-    bar = progress_bar(len(jobs), desc=f"{source.title} ({resolved.label})", enabled=progress, leave=True)
-    trained = []
-    for job in jobs:
-        trained.append(session.result(job))
-        bar.update(1)
-    bar.close()
-    results = _results(source, resolved, trained, plan, device=dev, pinned=pinned, data_root=data_root)
-    for job in jobs:  # the kept models of the last seed
-        if job.run.name in kept_names:
-            results.models[f"{job.run.data.display}/{job.run.name}"] = session.model(job.key)
-    source.analyse(results, results.models)
-    return results
+                      needed=needed, results=results, experiment=source.name, progress=progress,
+                      num_workers=workers, dry_run=dry_run)
+    return Call(source, resolved, plan, jobs, session, dev, pinned, data_root)
 
 
-def _results(source: RunSource, resolved: Resolved, trained: list[TrainedRun], plan: pd.DataFrame, *,
-             device: torch.device, pinned: bool, data_root: str | None) -> Results:
+def run_experiment(source: RunSource, *, scale: str = "ci", data_root: str | None = None, device: str = "cpu",
+                   seeds: tuple[int, ...] | None = None, protocol: str | None = None, progress: bool = True,
+                   dry_run: bool = False, cache_dir: str | None = None, num_workers: int | None = None,
+                   **params: Any) -> Results:
+    """Run every run of ``source`` at ``scale`` for every seed; return :class:`Results`.
+
+    ``seeds``: the repetitions (default: the preset's). ``protocol``: ``"authors_code"``
+    or ``"paper_text"`` (default: the preset's; see :mod:`rkd.runs.protocol`).
+    ``dry_run``: print the plan, then train every model for two steps on the CPU on the
+    preset's data and networks (no downloads); the rows are not results.
+    ``cache_dir``: where trained models are kept (default :func:`rkd.cache.default_cache_dir`;
+    a dry run keeps nothing on disk). A job whose numbers are in the results store
+    (:mod:`rkd.runs.results`) is not trained again. ``params``: the experiment's own parameters.
+    """
+    call = prepare(source, scale=scale, data_root=data_root, device=device, seeds=seeds, protocol=protocol,
+                   progress=progress, dry_run=dry_run, cache_dir=cache_dir, num_workers=num_workers, **params)
+    return call.gather(progress)
+
+
+def _results(call: Call, trained: list[TrainedRun]) -> Results:
+    resolved = call.resolved
     rows = pd.DataFrame([row for t in trained for row in result_rows(t, resolved)])
     pretraining = rows["role"] == "pretrain" if len(rows) else pd.Series(dtype=bool)
     integer_labels = {"embedding_dim", "seed", "way", "shot"} | {k for run in resolved.runs for k, _ in run.labels}
     return Results(
-        experiment=source.name, scale=resolved.label, protocol=resolved.protocol, seeds=resolved.seeds,
+        experiment=call.source.name, scale=resolved.label, protocol=resolved.protocol, seeds=resolved.seeds,
         rows=tidy(rows[~pretraining], integer_labels),
         pretraining=tidy(rows[pretraining], integer_labels).drop_duplicates(["run", "seed"]).reset_index(drop=True),
-        plan=plan, episodes=pd.DataFrame([row for t in trained for row in episode_rows(t)]), device=str(device),
+        plan=call.plan, episodes=pd.DataFrame([row for t in trained for row in episode_rows(t)]),
+        device=str(call.device),
         datasets=tuple(dict.fromkeys(d for run in resolved.runs if run.role != "pretrain"
                                      for d in (run.data, *run.evaluation.domains))),
-        machine=machine_name(device), date=datetime.date.today().isoformat(), pinned=pinned,
+        machine=machine_name(call.device), date=datetime.date.today().isoformat(), pinned=call.pinned,
         dry_run=resolved.dry_run,
-        training_logs={(t.job.run.data.display, t.job.run.name, t.job.seed): t.log for t in trained if t.log},
-        extra={"data_root": data_root},
+        trained={(t.job.run.data.display, t.job.run.name, t.job.seed): t for t in trained},
+        extra={"data_root": call.data_root},
     )

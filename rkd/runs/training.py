@@ -6,9 +6,13 @@ The result is a :class:`TrainedRun`.
 """
 from __future__ import annotations
 
+import datetime
+import math
+import platform
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -23,35 +27,72 @@ from .plan import method_of
 from .policies import BATCH_POLICIES, EVALUATION_POLICIES
 from .store import ModelStore
 
-__all__ = ["TrainedRun", "TeacherOutputs", "build_model", "train_job", "measure"]
+__all__ = ["TrainedRun", "TeacherOutputs", "build_model", "train_job", "measure", "loss_curve", "machine_name",
+           "CURVE_POINTS"]
+
+
+def machine_name(device: torch.device) -> str:
+    """The processor (and GPU) the numbers were computed on, for the pages and the store."""
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (GPU), {cpu}"
+    return cpu or "unknown CPU"
+
+
+#: a stored loss curve holds at most this many points (each the mean of a stretch of steps)
+CURVE_POINTS = 100
 
 
 @dataclass
 class TrainedRun:
-    """What one job gives: ``metrics`` (test set as shown -> metrics), ``episodes``
-    (few-shot: test set -> way -> per-episode accuracies), ``history`` (the evaluations
-    along training, ``{"step": s, **metrics}``), ``model_state`` (the weights, kept when a
-    later job or the page needs the model) and the training ``log`` (None: not trained here
-    or a dry run)."""
+    """What one job gives.
+
+    Measured: ``metrics`` (test set as shown -> metrics), ``episodes`` (few-shot: test set
+    -> way -> per-episode accuracies), ``history`` (the evaluations along training,
+    ``{"step": s, **metrics}``), ``losses`` (``{"step": [...], term: [...]}``, each loss term
+    averaged over stretches of steps, from the training log) and ``steps``. How it was
+    made: ``wall_seconds``, ``machine``, ``date``. ``model_state``: the weights, kept when a
+    later job or the page needs the model.
+    """
 
     job: Job
     metrics: dict[str, dict[str, Any]]
     episodes: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    losses: dict[str, list[float]] = field(default_factory=dict)
+    steps: int = 0
+    wall_seconds: float | None = None
+    machine: str = ""
+    date: str = ""
     model_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
-    log: Path | None = None
+
+    _FIELDS: ClassVar[tuple[str, ...]] = ("metrics", "episodes", "history", "losses", "steps", "wall_seconds",
+                                          "machine", "date")
 
     def payload(self) -> dict[str, Any]:
         """The model-store entry (plain containers and tensors only)."""
-        payload = {"metrics": self.metrics, "episodes": self.episodes, "history": self.history}
+        payload = {name: getattr(self, name) for name in self._FIELDS}
         if self.model_state is not None:
             payload["model"] = self.model_state
         return payload
 
+    def record(self, experiment: str) -> dict[str, Any]:
+        """The job's line of the results store (:mod:`rkd.runs.results`)."""
+        run = self.job.run
+        return {"key": self.job.key, "experiment": experiment, "dataset": run.data.display, "run": run.name,
+                "role": run.role, "seed": self.job.seed, "torch": torch.__version__,
+                **{name: getattr(self, name) for name in self._FIELDS}}
+
     @classmethod
-    def from_payload(cls, job: Job, payload: dict[str, Any], log: Path | None = None) -> TrainedRun:
-        return cls(job, payload["metrics"], payload.get("episodes") or {}, payload.get("history") or [],
-                   payload.get("model"), log)
+    def from_payload(cls, job: Job, payload: dict[str, Any]) -> TrainedRun:
+        """A trained run from a model-store entry or a results-store record."""
+        fields = {name: payload[name] for name in cls._FIELDS if payload.get(name) is not None}
+        return cls(job, **fields, model_state=payload.get("model"))
 
 
 def build_model(job: Job, catalog: DataCatalog, start_from: Path | nn.Module | None) -> nn.Module:
@@ -92,16 +133,41 @@ class TeacherOutputs:
         return held[2]
 
 
+def loss_curve(log: Path | None, points: int = CURVE_POINTS) -> dict[str, list[float]]:
+    """Each loss term of the training log at ``log`` (and their total) averaged over at most
+    ``points`` equal stretches of steps: ``{"step": [last step of each stretch], term: [...]}``.
+    The means are exactly rounded sums (``math.fsum``), the same bits on every machine."""
+    if log is None or not log.is_file():
+        return {}
+    from ..train.log import read_training_log
+
+    frame = read_training_log(log)
+    by_term: dict[str, dict[int, float]] = {}
+    for step, kind, name, value in zip(frame["step"], frame["kind"], frame["name"], frame["value"]):
+        if kind == "loss":
+            by_term.setdefault(str(name), {})[int(step)] = float(value)
+    if not by_term:
+        return {}
+    steps = sorted(next(iter(by_term.values())))
+    stretch = -(-len(steps) // points)  # ceil: at most ``points`` stretches
+    parts = [steps[i:i + stretch] for i in range(0, len(steps), stretch)]
+    curve: dict[str, list[float]] = {"step": [part[-1] for part in parts]}
+    for name, values in by_term.items():
+        curve[name] = [math.fsum(values[s] for s in part) / len(part) for part in parts]
+    return curve
+
+
 def train_job(job: Job, *, catalog: DataCatalog, store: ModelStore, device: torch.device,
               teacher: nn.Module | None, start_from: Path | nn.Module | None, keep_model: bool,
               teacher_outputs: TeacherOutputs | None = None, progress: bool = True,
               num_workers: int | None = None, dry_run: bool = False) -> TrainedRun:
     """Train ``job`` (resuming its checkpoint, if any) and measure the trained model."""
     run = job.run
+    started = time.perf_counter()
     model = build_model(job, catalog, start_from)
     history: list[dict[str, Any]] = []
     already: dict[str, Any] = {}
-    log = None
+    curve: dict[str, list[float]] = {}
     if run.trains:
         train_set = catalog.training_set(run)
         if teacher is not None and not draws_randomness(train_set):
@@ -122,9 +188,10 @@ def train_job(job: Job, *, catalog: DataCatalog, store: ModelStore, device: torc
             already[run.data.display] = result.metrics
         if checkpoint is not None:
             checkpoint.unlink(missing_ok=True)  # the finished model lives in the store now
-            log = store.log_path(job.key)
+            curve = loss_curve(store.log_path(job.key))
     model.eval()
-    trained = TrainedRun(job, {}, history=history, log=log)
+    trained = TrainedRun(job, {}, history=history, losses=curve, steps=run.train.steps if run.trains else 0,
+                         machine=machine_name(device), date=datetime.date.today().isoformat())
     for domain, test_set in catalog.test_sets(run):
         found = already.get(domain.display)
         if found is None or EVALUATION_POLICIES.get(run.evaluation.kind).per_episode:
@@ -135,4 +202,5 @@ def train_job(job: Job, *, catalog: DataCatalog, store: ModelStore, device: torc
         trained.metrics[domain.display] = dict(found)
     if keep_model:
         trained.model_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    trained.wall_seconds = round(time.perf_counter() - started, 1)
     return trained

@@ -1,6 +1,7 @@
 """Whether a training run converged, from its evaluation history: the criterion the
-pages state ("the last two evaluations lie within 0.5 points"), parameterised. A
-comparison with an unconverged side gets no verdict (:mod:`rkd.report.stats`)."""
+pages state ("the last two evaluations lie within 0.5 points"), parameterised. The
+runner marks each result row with it (:mod:`rkd.runs.rows`); a comparison with an
+unconverged side gets no verdict (:mod:`rkd.report.stats`)."""
 from __future__ import annotations
 
 import math

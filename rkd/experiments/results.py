@@ -1,0 +1,177 @@
+"""The pages' numbers kept as data (``results/``, :mod:`rkd.runs.results`): made, checked
+and re-verified.
+
+    python -m rkd.experiments.results refresh [EXPERIMENT ...] [--jobs N]   # make results
+    python -m rkd.experiments.results verify --sample 12 --seed COMMIT      # make test
+    python -m rkd.experiments.results check                                  # stale or missing records
+
+``refresh`` retrains every job of every page at ``scale="ci"`` (each page's default
+parameters, as its notebook runs them) on this machine's cores, one process per job,
+and rewrites the store. It is resumable: finished jobs wait in ``.cache/results-run/``
+until the store is written. ``verify`` retrains a sample of whole chains (pretrained
+trunk, teacher, student, in a model store of their own) chosen afresh from ``--seed`` and
+fails unless every retrained number equals the stored one bit for bit; it also fails on
+a stored record that no planned job produces (stale) and on a planned job missing from
+the store. ``check`` does the last two without training.
+"""
+from __future__ import annotations
+
+import rkd.pin  # noqa: F401, I001  (first: the CPU pin goes into the environment before torch loads)
+
+import argparse
+import hashlib
+import os
+import random
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ..cache import default_cache_dir
+from ..runs import Call, prepare
+from ..runs.executors import run_local
+from ..runs.jobs import Job
+from ..runs.results import ResultStore, default_results_dir, same_measurements
+from ..runs.training import TrainedRun
+from . import get, names
+from .base import Experiment
+from .launch import JobWorker
+
+__all__ = ["refresh", "verify", "check", "chain", "main"]
+
+SCALE = "ci"
+
+
+def _pages(experiments: Mapping[str, Experiment] | None) -> dict[str, Experiment]:
+    """The experiments to work on: every page's (default), or the ones given, by name."""
+    return dict(experiments) if experiments is not None else {name: get(name) for name in names()}
+
+
+def _call(experiment: Experiment, cache_dir: Path, results_dir: Path | str | None) -> Call:
+    return prepare(experiment, scale=SCALE, cache_dir=str(cache_dir), results_dir=results_dir, progress=False)
+
+
+def _trained(call: Call, job: Job) -> TrainedRun:
+    payload = call.session.store.get(job.key, job.config)
+    if payload is None:
+        raise RuntimeError(f"{job.name} is not in the model store {call.session.store.directory}")
+    return TrainedRun.from_payload(job, payload)
+
+
+def refresh(experiments: Mapping[str, Experiment] | None = None, *, jobs: int | None = None,
+            work_dir: Path | None = None, results_dir: Path | None = None, progress: bool = True) -> dict[str, Path]:
+    """Retrain every job of ``experiments`` (name -> experiment; default: every page) and
+    rewrite their files of the store."""
+    results_dir = Path(results_dir or default_results_dir() or Path.cwd() / "results")
+    work_dir = Path(work_dir or default_cache_dir() / "results-run")
+    jobs = jobs or len(os.sched_getaffinity(0))
+    store = ResultStore(results_dir)
+    written = {}
+    for name, experiment in _pages(experiments).items():
+        call = _call(experiment, work_dir, "")  # "": no results store to read, everything trains
+        training = [job for job in call.jobs if job.run.trains]
+        print(f"{call.source.title}: {len(training)} training jobs, {jobs} at a time", flush=True)
+        run_local(JobWorker(call.source, {"scale": SCALE, "cache_dir": str(work_dir), "results_dir": ""}), training,
+                  done=lambda job, call=call: call.session.store.get(job.key, job.config) is not None,
+                  folder=work_dir / "logs", parallel=jobs, progress=progress)
+        written[name] = store.write(name, (_trained(call, job).record(name) for job in training))
+    return written
+
+
+def chain(call: Call, job: Job) -> list[Job]:
+    """``job`` and every job it needs, transitively, in training order."""
+    needed, stack = set(), [job.key]
+    while stack:
+        key = stack.pop()
+        if key not in needed:
+            needed.add(key)
+            stack.extend(call.job(key).needs)
+    return [j for j in call.jobs if j.key in needed]
+
+
+def check(experiments: Mapping[str, Experiment] | None = None, results_dir: Path | None = None) -> list[str]:
+    """Problems of the store against the planned jobs: stale records (no planned job has
+    their key) and planned jobs without a record."""
+    results_dir = Path(results_dir or default_results_dir())
+    store, problems = ResultStore(results_dir), []
+    for name, experiment in _pages(experiments).items():
+        with tempfile.TemporaryDirectory(prefix="rkd-check-") as work_dir:  # nothing trains: an empty model store
+            planned = {job.key: job for job in _call(experiment, Path(work_dir), "").jobs if job.run.trains}
+        stored = store.records(name)
+        problems += [f"{name}: stale record {r['dataset']}: {r['run']} (seed {r['seed']}), key {k[:12]}: no planned "
+                     f"run has it any more; run `make results`" for k, r in stored.items() if k not in planned]
+        problems += [f"{name}: {job.name} is planned but has no record; run `make results`"
+                     for k, job in planned.items() if k not in stored]
+    return problems
+
+
+def verify(sample: int = 12, seed: str = "0", *, experiments: Mapping[str, Experiment] | None = None,
+           jobs: int | None = None, results_dir: Path | None = None, progress: bool = True) -> list[str]:
+    """Retrain ``sample`` whole chains (students of every page in turn, chosen by ``seed``)
+    and compare every retrained job with its record; return the problems (empty: all equal)."""
+    results_dir = Path(results_dir or default_results_dir())
+    experiments = _pages(experiments)
+    problems = check(experiments, results_dir)
+    store = ResultStore(results_dir)
+    rng = random.Random(int(hashlib.sha256(seed.encode()).hexdigest(), 16))
+    work_dir = Path(tempfile.mkdtemp(prefix="rkd-verify-"))
+    try:
+        calls = {name: _call(experiment, work_dir, "") for name, experiment in experiments.items()}
+        ends = {name: [j for j in call.jobs if j.run.trains and not any(j.key in o.needs for o in call.jobs)]
+                for name, call in calls.items()}
+        chosen: list[tuple[str, Job]] = []
+        pages = [name for name in experiments if ends[name]]
+        while len(chosen) < sample and any(ends[name] for name in pages):
+            for name in pages:  # one chain from each page in turn: the sample spreads over the pages
+                if ends[name] and len(chosen) < sample:
+                    chosen.append((name, ends[name].pop(rng.randrange(len(ends[name])))))
+        for name in pages:
+            members = {j.key: j for n, end in chosen if n == name for j in chain(calls[name], end)}
+            if not members:
+                continue
+            members = [j for j in calls[name].jobs if j.key in members and j.run.trains]
+            print(f"{calls[name].source.title}: retraining {len(members)} jobs of "
+                  f"{sum(n == name for n, _ in chosen)} chain(s)", flush=True)
+            run_local(JobWorker(calls[name].source, {"scale": SCALE, "cache_dir": str(work_dir), "results_dir": ""}),
+                      members, done=lambda job, c=calls[name]: c.session.store.get(job.key, job.config) is not None,
+                      folder=work_dir / "logs", parallel=jobs or len(os.sched_getaffinity(0)), progress=progress)
+            for job in members:
+                record = store.get(name, job.key)
+                if record is None:
+                    continue  # reported by check()
+                differing = same_measurements(record, _trained(calls[name], job).record(name))
+                if differing:
+                    problems.append(f"{name}: {job.name} retrained differs from its record in {differing}")
+        return problems
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rkd.experiments.results", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    refreshing = commands.add_parser("refresh", help="retrain every job and rewrite the store")
+    refreshing.add_argument("experiments", nargs="*", help="the pages to refresh (default: all)")
+    refreshing.add_argument("--jobs", type=int, default=None, help="processes at a time (default: every core)")
+    verifying = commands.add_parser("verify", help="retrain a sample of chains and compare bit for bit")
+    verifying.add_argument("--sample", type=int, default=12)
+    verifying.add_argument("--seed", default="0", help="chooses the sample (make test passes the commit hash)")
+    verifying.add_argument("--jobs", type=int, default=None)
+    commands.add_parser("check", help="stale or missing records, without training")
+    args = parser.parse_args(argv)
+    if args.command == "refresh":
+        chosen = {name: get(name) for name in args.experiments} if args.experiments else None
+        for name, path in refresh(chosen, jobs=args.jobs).items():
+            print(f"{name}: wrote {path}")
+        return 0
+    problems = check() if args.command == "check" else verify(args.sample, args.seed, jobs=args.jobs)
+    for problem in problems:
+        print(problem)
+    print(f"{len(problems)} problem(s)" if problems else "the store matches the plan" +
+          ("" if args.command == "check" else " and every retrained number its record, bit for bit"))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The results store: a page reads its numbers from results/ instead of training, make
+results writes them, make test's sample retrains whole chains and matches them bit for
+bit, and a stale or missing record is reported."""
+from __future__ import annotations
+
+import json
+import sys
+
+import cloudpickle
+import pandas as pd
+import pytest
+
+import rkd.runs.training as training_module
+from rkd.experiments.results import check, refresh, verify
+from rkd.runs.results import ResultStore, same_measurements
+from test_executors import Spread
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture
+def counted_fit(monkeypatch):
+    calls = []
+    real = training_module.fit
+
+    def fit(*args, **kwargs):
+        calls.append(kwargs.get("desc"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training_module, "fit", fit)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def refreshed(tmp_path_factory):
+    """``make results`` for the tiny experiment: its store, written by two processes."""
+    results = tmp_path_factory.mktemp("results")
+    refresh({"spread": Spread()}, jobs=2, work_dir=tmp_path_factory.mktemp("work"), results_dir=results,
+            progress=False)
+    return results
+
+
+@pytest.mark.slow
+def test_a_page_reads_its_numbers_from_the_store_and_trains_nothing(refreshed, tmp_path, counted_fit, monkeypatch):
+    records = ResultStore(refreshed).records("spread")
+    assert len(records) == 6 and all(r["steps"] and r["losses"]["step"] and r["machine"] for r in records.values())
+    monkeypatch.setenv("RKD_RESULTS_DIR", str(refreshed))
+    stored = Spread().run(cache_dir=str(tmp_path / "empty"), progress=False)
+    assert counted_fit == [], "every number is in the store"
+    monkeypatch.setenv("RKD_RESULTS_DIR", "")
+    trained = Spread().run(cache_dir=str(tmp_path / "trained"), progress=False)
+    assert len(counted_fit) == 6
+    pd.testing.assert_frame_equal(stored.rows, trained.rows)  # two worker processes gave one process's numbers
+
+
+@pytest.mark.slow
+def test_the_sample_matches_bit_for_bit_and_a_changed_number_or_plan_is_caught(refreshed, tmp_path):
+    assert verify(2, "abc", experiments={"spread": Spread()}, results_dir=refreshed, progress=False) == []
+    path = refreshed / "spread.jsonl"
+    lines = path.read_text().splitlines()
+    tampered = [json.loads(line) for line in lines]
+    tampered[-1]["metrics"] = {k: {m: v + 1e-9 for m, v in values.items()}
+                               for k, values in tampered[-1]["metrics"].items()}
+    stale = {**tampered[0], "key": "0" * 64}
+    changed = tmp_path / "changed"
+    ResultStore(changed).write("spread", [*tampered[1:], stale])
+    problems = verify(6, "abc", experiments={"spread": Spread()}, results_dir=changed, progress=False)
+    assert any("stale record" in p for p in problems)
+    assert any(f"{tampered[0]['run']} (seed {tampered[0]['seed']}) is planned but has no record" in p
+               for p in problems)
+    assert any("retrained differs from its record in ['metrics']" in p for p in problems)
+    assert check({"spread": Spread()}, refreshed) == []
+
+
+def test_same_measurements_names_the_fields_that_differ():
+    record = {"metrics": {"t": {"recall_at_1": 50.0}}, "history": [], "losses": {"step": [1]}, "steps": 1,
+              "episodes": {}, "wall_seconds": 1.0, "machine": "x"}
+    assert same_measurements(record, {**record, "wall_seconds": 9.0, "machine": "y"}) == []
+    assert same_measurements(record, {**record, "steps": 2, "losses": {"step": [2]}}) == ["losses", "steps"]
+    nan = {**record, "metrics": {"t": {"recall_at_1": float("nan")}}}
+    assert same_measurements(nan, json.loads(json.dumps(nan))) == []
