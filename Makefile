@@ -140,8 +140,11 @@ committed-book: install
 	$(PY) -m rkd.book.assemble --notebooks notebooks --out $(BUILD)/committed/src
 	$(VENV)/bin/jupyter-book build $(BUILD)/committed/src --path-output $(BUILD)/committed $(JB_FLAGS)
 
-# every page of that book in headless Chromium; screenshots in _build/screenshots/
+# every page of that book in headless Chromium (Playwright drives the system's Chromium), and
+# the package's reference checked for every public name; a screenshot of every page in
+# _build/screenshots/, named as the page (notebooks/table1_metric_learning.png)
 browser: install
+	rm -rf $(BUILD)/screenshots
 	RKD_BOOK_HTML=$(CHECKED_BOOK) RKD_BOOK_SCREENSHOTS=$(BUILD)/screenshots \
 	  $(PY) -m pytest -q -p no:cacheprovider tests/test_book_browser.py
 

@@ -108,6 +108,7 @@ class Method:
                        term_options={k: v for k, v in self.term_options.items() if k in stage.terms})
 
 
+#: the paper's three tasks: metric learning (section 4.1), classification (4.2), few-shot learning (4.3)
 TASKS = ("metric", "classification", "fewshot")
 
 
@@ -175,7 +176,7 @@ def _build(name: str, task: str, spec: dict) -> Method:
     return Method(name=name, stages=stages, term_options=spec["options"], task=task)
 
 
-# METHODS: method name -> {task: Method}, for the tasks the method applies to.
+#: method name -> {task: Method}, for the tasks the method applies to: the one registry of methods
 METHODS: Registry = Registry("method")
 for _name in dict.fromkeys(n for table in _TABLES.values() for n in table):
     METHODS.register(_name, MappingProxyType(
@@ -200,8 +201,8 @@ def get_method(name: str, task: str = "metric", **weight_overrides: float) -> Me
     ``get_method("RKD-DA", "classification", rkd_angle=25)``. A weight of 0 drops the term.
 
     Raises:
-        UnknownNameError (a KeyError and ValueError): unknown method or task, or a method
-            not defined for this task; the message lists the valid names.
+        UnknownNameError: unknown method or task, or a method not defined for this task
+            (a KeyError and a ValueError); the message lists the valid names.
         ValueError: an override for a term the method does not use.
     """
     _check_task(task)

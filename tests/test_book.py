@@ -1,9 +1,11 @@
-"""The book's build-time helpers (rkd.book): generated pages, offline checks, build copy.
+"""The book's build-time helpers (rkd.book): generated pages, offline checks, build copy,
+the package's reference.
 
 The one slow test builds a tiny book with ``jupyter-book build -W -n`` and the rkd
 extension, from a synthetic checkout: it checks the summary page made from a synthetic
 notebook, the performance page made from a fixture JSON, MathJax served from the book,
-the collapsed injected-parameters cell, and that the checkout is left untouched.
+the collapsed injected-parameters cell, Markdown outputs rendered as MyST (tables),
+figures given alt text, the package's reference, and that the checkout is left untouched.
 """
 from __future__ import annotations
 
@@ -20,8 +22,11 @@ import pytest
 from rkd.book.assemble import assemble, toc_notebooks
 from rkd.book.offline import external_resources, is_external
 from rkd.book.performance import BenchmarkError, performance_markdown
-from rkd.book.sphinx_ext import collapse_injected_parameters
-from rkd.book.summary import SUMMARY_MIME, SummaryError, read_summaries, rrd_markdown, summary_markdown
+from rkd.book.reference import (REFERENCE_MODULES, ReferenceError, internal_page, page_of, public_names,
+                                reference_markdown, undocumented)
+from rkd.book.sphinx_ext import collapse_injected_parameters, image_alt_texts
+from rkd.book.summary import SummaryError, read_summaries, rrd_markdown, summary_markdown
+from rkd.report.page import SUMMARY_MIME
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,6 +56,24 @@ def _summary(**overrides) -> dict:
     return summary
 
 
+# two 1x1 PNGs (black, white)
+_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="
+_PNG_WHITE = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGP4DwABAQEAsTj2FAAAAABJRU5ErkJggg=="
+_STAND_INS = "| the paper's dataset | played here by |\n|---|---|\n| CUB-200-2011 | glyphs (Ethiopic) |"
+_CAPTION = "glyphs (Ethiopic), standing in for CUB-200-2011: 8 training images of each class"
+
+
+def _figure_outputs() -> list:
+    """Outputs as a page's cells display them: a Markdown table, a caption and its image,
+    an image with its own alt text, and one with neither."""
+    new = nbformat.v4.new_output
+    return [new("display_data", data={"text/markdown": _STAND_INS, "text/plain": "<Markdown>"}),
+            new("display_data", data={"text/markdown": f"*{_CAPTION}*", "text/plain": "<Markdown>"}),
+            new("display_data", data={"image/png": _PNG, "text/plain": "<Image>"}),
+            new("display_data", data={"image/png": _PNG_WHITE, "text/plain": "<Image>"},
+                metadata={"image/png": {"alt": "a forest plot of the claims"}})]
+
+
 def _notebook(path: Path, title: str, summary: dict | None, injected: bool = True) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -59,6 +82,9 @@ def _notebook(path: Path, title: str, summary: dict | None, injected: bool = Tru
     if injected:
         cells.append(nbformat.v4.new_code_cell('# Parameters\nscale = "ci"\n',
                                                metadata={"tags": ["injected-parameters"]}))
+    figures = nbformat.v4.new_code_cell("show_samples()", metadata={"tags": ["remove-input"]})
+    figures.outputs = _figure_outputs()
+    cells.append(figures)
     code = nbformat.v4.new_code_cell("show_summary()")
     if summary is not None:
         code.outputs = [nbformat.v4.new_output("display_data", data={SUMMARY_MIME: summary,
@@ -80,7 +106,8 @@ def _benchmark(**overrides) -> dict:
             {"loss": "RKD-A", "form": "authors", "median_ms": 1580.25, "peak_mib": 1473.0},
             {"loss": "RKD-A", "form": "ours", "median_ms": 97.5, "peak_mib": 53.25},
         ],
-        "summary": {"time ratio authors/ours": 16.2, "memory ratio authors/ours": 27.66, "extra_memory_mib": float("nan")},
+        "summary": {"time ratio authors/ours": 16.2, "memory ratio authors/ours": 27.66,
+                    "extra_memory_mib": float("nan")},
     }
     result.update(overrides)
     return result
@@ -162,6 +189,16 @@ def test_performance_page_from_result_files(tmp_path):
     assert "| extra\\_memory\\_mib | not measured |" in text
 
 
+def test_performance_page_transposes_a_wide_table(tmp_path):
+    wide = [{"loss": name, "N": 256, "D_s": 512, "D_t": 2048, "authors_ms": 10.0, "ours_ms": 5.0, "ratio": 2.0}
+            for name in ("RKD-A", "RKD-D")]
+    (tmp_path / "bench_losses.json").write_text(json.dumps(_benchmark(rows=wide)))
+    text = performance_markdown(tmp_path)
+    assert "| loss | RKD-A | RKD-D |" in text  # a column per row, headed by the field that names the rows
+    assert "| D\\_t | 2,048 | 2,048 |" in text and "| authors\\_ms | 10.00 | 10.00 |" in text
+    assert "| loss | N |" not in text
+
+
 def test_performance_page_without_results(tmp_path):
     assert "No benchmark results yet" in performance_markdown(tmp_path / "absent")
     assert "No benchmark results yet" in performance_markdown(tmp_path)
@@ -211,6 +248,96 @@ def test_injected_parameters_cell_is_collapsed_in_memory(tmp_path):
     assert collapse_injected_parameters(removed) == removed
     plain = _notebook(tmp_path / "p.ipynb", "P", None, injected=False).read_text()
     assert collapse_injected_parameters(plain) == plain
+
+
+# ------------------------------------------------------------- figures' alt text
+
+def test_figures_get_their_alt_text_from_metadata_or_caption():
+    import base64
+    import hashlib
+
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("show()")
+    cell.outputs = _figure_outputs() + [nbformat.v4.new_output("display_data", data={"image/png": _PNG_WHITE})]
+    notebook.cells = [cell, nbformat.v4.new_code_cell("again()")]
+    notebook.cells[1].outputs = [nbformat.v4.new_output("display_data", data={"image/png": _PNG})]
+    alts = image_alt_texts(json.loads(nbformat.writes(notebook)))
+    black, white = (hashlib.sha256(base64.b64decode(png)).hexdigest() for png in (_PNG, _PNG_WHITE))
+    # the caption right before an image, and the alt an output carries in its metadata
+    assert alts == {black: _CAPTION, white: "a forest plot of the claims"}
+    # an image after another output than a caption (the second cell's) gets nothing from it
+    notebook.cells = notebook.cells[1:]
+    assert image_alt_texts(json.loads(nbformat.writes(notebook))) == {}
+
+
+# ------------------------------------------------------------------ the reference
+
+@pytest.mark.parametrize("module_name", REFERENCE_MODULES)
+def test_every_public_name_is_documented(module_name):
+    missing = undocumented(module_name)
+    assert not missing, (f"{module_name} exports names with no documentation: {missing}; give each a docstring "
+                         f"(a module-level value: a #: comment above its assignment)")
+
+
+@pytest.mark.parametrize("module_name", REFERENCE_MODULES)
+def test_every_reference_module_has_its_page(module_name):
+    page = REPO / (page_of(module_name) + ".md")
+    assert f"% rkd-generated: reference {module_name}\n" in page.read_text(), f"{page} does not generate {module_name}"
+    assert f"file: {page_of(module_name)}\n" in (REPO / "_toc.yml").read_text(), f"_toc.yml lacks {page}"
+
+
+@pytest.fixture
+def fake_package(tmp_path, monkeypatch):
+    """A package ``fakepkg_<n>`` re-exporting a function, a class and data from a submodule."""
+    name = f"fakepkg_{tmp_path.name.replace('-', '_')}"
+    package = tmp_path / name
+    package.mkdir()
+    (package / "core.py").write_text(
+        'import dataclasses\n\n#: what DATA holds, e.g. the letters\nDATA = {"a": 1}\n\nBARE = (1, 2)\n\n\n'
+        'def helper(x):\n    """Do a thing with ``x``, eq. 7 of the paper. More words."""\n\n\n'
+        'class Thing:\n    """A thing (e.g. a widget). Second sentence."""\n\n\n'
+        'def silent():\n    pass\n\n\n'
+        '@dataclasses.dataclass\nclass Record:\n    x: int\n')
+    (package / "__init__.py").write_text(
+        '"""A fake package."""\nfrom .core import BARE, DATA, Record, Thing, helper, silent\n\n'
+        '__all__ = ["helper", "Thing", "DATA", "silent", "BARE", "Record"]\n')
+    (tmp_path / f"{name}_noall.py").write_text('"""No __all__."""\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def test_reference_documents_the_public_names_in_order(fake_package):
+    text = reference_markdown(fake_package)
+    assert text.startswith("```{eval-rst}\n.. automodule:: " + fake_package + "\n") and text.endswith("```\n")
+    entries = [".. autofunction:: helper", ".. autoclass:: Thing", ".. py:data:: DATA", ".. autofunction:: silent",
+               ".. py:data:: BARE"]
+    assert [text.index(entry) for entry in entries] == sorted(text.index(entry) for entry in entries)
+    # data: its value when short, and the #: comment of the submodule that assigns it
+    assert "   :value: {'a': 1}\n\n   what DATA holds, e.g. the letters" in text
+    # the table of names: each name's first sentence, abbreviations kept whole
+    assert f"   * - :py:obj:`~{fake_package}.helper`\n     - Do a thing with ``x``, eq. 7 of the paper." in text
+    assert "     - A thing (e.g. a widget)." in text
+
+
+def test_reference_lists_what_is_undocumented(fake_package):
+    # a dataclass's generated docstring (its signature) documents nothing
+    assert undocumented(fake_package) == ["silent", "BARE", "Record"]
+    assert public_names(__import__(fake_package)) == ["helper", "Thing", "DATA", "silent", "BARE", "Record"]
+    with pytest.raises(ReferenceError, match="has no __all__"):
+        undocumented(fake_package + "_noall")
+    with pytest.raises(ReferenceError, match="cannot import"):
+        undocumented("rkd.no_such_module")
+
+
+def test_references_to_the_package_outside_the_reference():
+    # a submodule of a documented package links to that package's page
+    assert internal_page("rkd.losses.relational") == ("rkd.losses", "rkd.losses.relational")
+    assert internal_page("relational", module="rkd.losses") == ("rkd.losses", "rkd.losses.relational")
+    # a part of the package no page covers: plain code, no link
+    assert internal_page("rkd.registry.Registry") == (None, "rkd.registry.Registry")
+    # what the package only imports (torch's Tensor), or does not have: unresolved
+    assert internal_page("Tensor", module="rkd.losses") is None
+    assert internal_page("rkd.losses.no_such_name") is None
 
 
 # ------------------------------------------------------------------------- build copy
@@ -294,6 +421,14 @@ def test_tiny_book_builds_offline_without_warnings(tmp_path):
     assert "Test CPU" in performance and "1,473" in performance
     table1 = (html / "notebooks" / "table1_metric_learning.html").read_text()
     assert "tag_injected-parameters" in table1 and "tag_hide-input" in table1
+    # a Markdown output is MyST: its table is a table, not raw text
+    assert "|---|" not in table1 and "<td><p>glyphs (Ethiopic)</p></td>" in table1
+    assert f'alt="{_CAPTION}"' in table1 and 'alt="a forest plot of the claims"' in table1
+    assert '<link rel="stylesheet" type="text/css" href="../_static/rkd.css" />' in table1
+    assert "white-space: pre-wrap" in (html / "_static" / "rkd.css").read_text()  # the parameters cell wraps
+    # the package's reference, one page per module, an entry per public name
+    losses = (html / "book" / "api" / "losses.html").read_text()
+    assert 'id="rkd.losses.rkd_distance"' in losses and 'id="rkd.losses.RKDLoss"' in losses
     assert (html / "_images").is_dir() and any((html / "_images").glob("relational_potentials*.svg"))
     # the root page names the book's icon, so a browser never asks the server for /favicon.ico
     root = (html / "index.html").read_text()

@@ -2,16 +2,22 @@
 
 - :mod:`rkd.book.sphinx_ext`: the Sphinx extension ``_config.yml`` loads. It serves
   MathJax from the book itself, refuses any script or style sheet from outside the
-  book, collapses papermill's injected-parameters cell, draws the introduction's
-  figure and fills the generated pages (summary, performance) at build time.
+  book, collapses papermill's injected-parameters cell, gives the notebooks' figures
+  their alt text, styles the pages, draws the introduction's figure and fills the
+  generated pages (summary, performance, the package's reference) at build time.
 - :mod:`rkd.book.summary`: the summary of all tables, read from the notebooks'
   ``application/vnd.rkd.summary+json`` outputs.
 - :mod:`rkd.book.performance`: the performance page, read from ``benchmarks/results/*.json``.
 - :mod:`rkd.book.figures`: the introduction's figure of the distance and angle potentials.
 - :mod:`rkd.book.assemble`: the build copy of the book's sources (``make book`` never
   builds from, or writes to, tracked files).
-- :mod:`rkd.book.browser`: loads every page of a built book in headless Chromium and
-  reports missing images, broken internal links, console errors and requests that
-  leave the book; :mod:`rkd.book.offline` is the same check done statically on the files.
+- :mod:`rkd.book.browser`: loads every page of a built book in headless Chromium
+  (Playwright) and reports missing images, broken internal links, console errors,
+  requests that leave the book, raw Markdown, figures without alt text and elements
+  wider than the column, with a screenshot of every page (the in-page checks are
+  :mod:`rkd.book.page_scripts`); :mod:`rkd.book.offline` checks the files statically
+  for resources from outside the book.
+- :mod:`rkd.book.reference`: the package's reference pages (``book/api/``), generated
+  from each module's ``__all__`` and rendered by autodoc from the docstrings.
 - :mod:`rkd.book.markdown`: writing MyST text from data safely (escaping, tables).
 """

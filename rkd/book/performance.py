@@ -7,8 +7,9 @@ Each benchmark in ``benchmarks/`` writes ``benchmarks/results/<name>.json``::
      "rows": [{...}, ...], "summary": {...}}
 
 :func:`performance_markdown` prints each file as a section: what ran it, on which machine
-and when, its rows as a table and its summary, exactly as the file holds them (nothing
-is retyped, rounded beyond display or filled in). A missing or malformed file is
+and when, its rows as a table (transposed when it has many fields, to fit the page) and
+its summary, exactly as the file holds them (nothing is retyped, rounded beyond display
+or filled in). A missing or malformed file is
 reported, never papered over.
 
 ``python -m rkd.book.performance benchmarks/results`` prints the page.
@@ -90,14 +91,31 @@ def _value(value: Any) -> str:
     return escape(json.dumps(value, sort_keys=True))
 
 
+#: a rows table with more fields than this, and more fields than rows, is printed
+#: transposed (one line per field), so that it fits the page's column
+_WIDEST = 5
+
+
 def _rows_table(rows: list[dict[str, Any]]) -> str:
     columns: list[str] = []
     for row in rows:
         columns += [key for key in row if key not in columns]
+    if len(columns) > _WIDEST and len(columns) > len(rows):
+        return _transposed_table(rows, columns)
     numeric = [all(isinstance(row.get(c), (int, float)) and not isinstance(row.get(c), bool)
                    for row in rows if row.get(c) is not None) for c in columns]
     body = [[_value(row.get(column)) for column in columns] for row in rows]
     return table([escape(c) for c in columns], body, ["r" if n else "l" for n in numeric])
+
+
+def _transposed_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """One line per field, one column per row, headed by the first field that names each
+    row apart (a string, different in every row), else by the row's number."""
+    names = next((c for c in columns if all(isinstance(row.get(c), str) for row in rows)
+                  and len({row[c] for row in rows}) == len(rows)), None)
+    header = [escape(names or "")] + [escape(row[names]) if names else f"row {i + 1}" for i, row in enumerate(rows)]
+    body = [[escape(c)] + [_value(row.get(c)) for row in rows] for c in columns if c != names]
+    return table(header, body, ["l"] + ["r"] * len(rows))
 
 
 def _section(path: Path, result: dict[str, Any], heading: str) -> list[str]:
@@ -106,7 +124,8 @@ def _section(path: Path, result: dict[str, Any], heading: str) -> list[str]:
     lines = [
         f"{heading} {escape(result['benchmark'])}, {escape(result['date'][:10])}",
         "",
-        f"Run {escape(result['date'])}. Machine: CPU {escape(machine.get('cpu') or MISSING)} ({escape(machine.get('cores') or MISSING)} cores), "
+        f"Run {escape(result['date'])}. Machine: CPU {escape(machine.get('cpu') or MISSING)} "
+        f"({escape(machine.get('cores') or MISSING)} cores), "
         f"GPU {escape(gpu)}, torch {escape(machine.get('torch') or MISSING)}. "
         f"From {code('benchmarks/results/' + path.name)}, written by:",
         "",

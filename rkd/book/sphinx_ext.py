@@ -20,15 +20,30 @@ What it does, and why:
   browser does not follow the redirect.
 - **Papermill's injected-parameters cell collapsed.** Notebooks are read with that cell
   tagged ``hide-input`` (in memory only: the files are never rewritten).
-- **Generated content.** ``% rkd-generated: summary``, ``rrd`` and ``performance``
-  lines of a page are replaced, when the page is read, by the summary of all tables and
-  the RRD-against-RKD verdicts (:mod:`rkd.book.summary`, from the notebooks in the
-  book) and by the benchmark
-  results (:mod:`rkd.book.performance`, from ``benchmarks/results``). The introduction's
-  figure (:mod:`rkd.book.figures`) is drawn into ``book/_generated/`` before reading.
+- **Alt text for the notebooks' figures.** myst-nb names an image output's file by the
+  SHA-256 of its bytes and gives it no alt text (the HTML falls back to the file name).
+  Each image gets the ``alt`` of its output's metadata (``Image(..., metadata={"alt":
+  ...})``), else the one-line caption the cell displayed just before it
+  (:func:`image_alt_texts`); an image with neither is left for the browser test to report.
+- **Page styles** (``_static/rkd.css``, :data:`BOOK_CSS`): the parameters cell's long
+  comments wrap inside the column, and notebook output tables are set compactly.
+- **Generated content.** ``% rkd-generated: summary``, ``rrd``, ``performance`` and
+  ``reference <module>`` lines of a page are replaced, when the page is read, by the
+  summary of all tables and the RRD-against-RKD verdicts (:mod:`rkd.book.summary`, from
+  the notebooks in the book), by the benchmark results (:mod:`rkd.book.performance`,
+  from ``benchmarks/results``) and by a module's reference (:mod:`rkd.book.reference`,
+  rendered by autodoc from the docstrings). The introduction's figure
+  (:mod:`rkd.book.figures`) is drawn into ``book/_generated/`` before reading.
+- **References into the package.** A docstring's reference to a part of ``rkd`` the
+  reference does not document itself (a submodule, a helper) links to the page of the
+  package that holds it, or stays plain code where no page covers it; a reference to
+  something that does not exist stays unresolved, an error under ``-n``
+  (:func:`rkd.book.reference.internal_page`).
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -36,6 +51,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.errors import ConfigError, ExtensionError
 from sphinx.util import logging
@@ -48,8 +64,8 @@ logger = logging.getLogger(__name__)
 #: tag papermill gives the cell it injects, and the tags that already decide how it shows
 INJECTED_TAG = "injected-parameters"
 _PRESENTATION_TAGS = {"hide-input", "hide-cell", "hide-output", "remove-input", "remove-cell", "remove-output"}
-#: a MyST comment line that the named generator replaces
-_MARKER = re.compile(r"^% rkd-generated: (?P<name>[a-z]+)[ \t]*$", re.M)
+#: a MyST comment line that the named generator replaces (``reference`` takes a module)
+_MARKER = re.compile(r"^% rkd-generated: (?P<name>[a-z]+)(?:[ \t]+(?P<argument>[\w.]+))?[ \t]*$", re.M)
 #: files of the MathJax package not copied: the other combined components (only the one
 #: ``mathjax_path`` names is served) and ``latest.js``, which loads MathJax from a CDN
 _MATHJAX_SKIP = re.compile(r"^(latest|tex-.*|mml-.*)\.js$")
@@ -187,12 +203,15 @@ def _book_notebooks(app: Sphinx) -> list[Path]:
     return [path for path in paths if path.is_file()]
 
 
-def _generate(app: Sphinx, docname: str, name: str) -> str:
+def _generate(app: Sphinx, docname: str, name: str, argument: str | None = None) -> str:
     from rkd.book.performance import BenchmarkError, performance_markdown
+    from rkd.book.reference import ReferenceError, reference_markdown
     from rkd.book.summary import SummaryError, read_summaries, rrd_markdown, summary_markdown
 
     srcdir = Path(app.srcdir)
     try:
+        if name == "reference" and argument:
+            return reference_markdown(argument)
         if name in ("summary", "rrd"):
             notebooks = _book_notebooks(app)
             for path in notebooks:
@@ -204,10 +223,11 @@ def _generate(app: Sphinx, docname: str, name: str) -> str:
             for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
                 app.env.note_dependency(str(path))
             return performance_markdown(folder)
-    except (SummaryError, BenchmarkError) as error:
+    except (SummaryError, BenchmarkError, ReferenceError) as error:
         logger.warning(f"[rkd] {error}", location=docname)
         return f"```{{error}}\nThis section could not be generated: {error}\n```\n"
-    logger.warning(f"[rkd] unknown generated section {name!r} (known: summary, rrd, performance)", location=docname)
+    logger.warning(f"[rkd] unknown generated section {name!r} (known: summary, rrd, performance, "
+                   f"reference <module>)", location=docname)
     return ""
 
 
@@ -217,7 +237,109 @@ def _source_read(app: Sphinx, docname: str, source: list[str]) -> None:
         source[0] = collapse_injected_parameters(source[0])
         return
     if "% rkd-generated:" in source[0]:
-        source[0] = _MARKER.sub(lambda m: _generate(app, docname, m.group("name")), source[0])
+        source[0] = _MARKER.sub(lambda m: _generate(app, docname, m.group("name"), m.group("argument")), source[0])
+
+
+# ------------------------------------------------------------ figures of the notebooks
+
+#: image outputs stored base64-encoded in a notebook (the others, SVG, as text)
+_BASE64_IMAGES = ("image/png", "image/jpeg", "image/gif")
+_IMAGES = (*_BASE64_IMAGES, "image/svg+xml")
+#: a caption as the report pages display one: a single line wholly in emphasis
+_CAPTION = re.compile(r"^\*(?P<text>[^*\n](?:[^\n]*[^*\n])?)\*$")
+
+
+def _text(value: str | list[str]) -> str:
+    return "".join(value) if isinstance(value, list) else value
+
+
+def _image_digest(mime: str, content: str | list[str]) -> str:
+    # the name myst-nb gives the image's file (myst_nb.core.render.MimeRenderPlugin.render_image)
+    content = _text(content)
+    data = base64.b64decode(content) if mime in _BASE64_IMAGES else os.linesep.join(content.splitlines()).encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def image_alt_texts(notebook: dict) -> dict[str, str]:
+    """Alt text for the image outputs of a notebook (its JSON), keyed by the SHA-256 of
+    the image's bytes: the output's ``alt`` metadata, else the caption (a one-line
+    Markdown output in emphasis) the cell displayed just before the image."""
+    alts: dict[str, str] = {}
+    for cell in notebook.get("cells", []):
+        caption = None
+        for output in cell.get("outputs") or []:
+            data = output.get("data") or {}
+            for mime in _IMAGES:
+                if mime in data:
+                    alt = ((output.get("metadata") or {}).get(mime) or {}).get("alt") or caption
+                    if alt:
+                        alts[_image_digest(mime, data[mime])] = " ".join(str(alt).split())
+            match = _CAPTION.match(_text(data.get("text/markdown", "")).strip())
+            caption = match.group("text") if match else None
+    return alts
+
+
+def _name_notebook_figures(app: Sphinx, doctree: nodes.document) -> None:
+    path = Path(app.env.doc2path(app.env.docname))
+    if path.suffix != ".ipynb":
+        return
+    alts = image_alt_texts(json.loads(path.read_text(encoding="utf-8")))
+    for image in doctree.findall(nodes.image):
+        alt = alts.get(Path(image["uri"]).stem)
+        if alt and not image.get("alt"):
+            image["alt"] = alt
+
+
+# ------------------------------------------------------------ the package's reference
+
+def _link_internal(app: Sphinx, env, node, contnode):
+    """A reference to a part of the package the reference does not document on its own
+    (a submodule, a helper) links to the page of the package that holds it, or stays
+    plain code where no page covers it; one to nothing in the package is left unresolved."""
+    from sphinx.util.nodes import make_refnode
+
+    from rkd.book.reference import internal_page, page_of
+
+    if node.get("refdomain") != "py":
+        return None
+    found = internal_page(str(node["reftarget"]).lstrip("~."), node.get("py:module"), node.get("py:class"))
+    if found is None:
+        return None
+    module, _ = found
+    if module is None or page_of(module) not in env.all_docs:
+        return contnode
+    return make_refnode(app.builder, node["refdoc"], page_of(module), f"module-{module}", contnode, module)
+
+
+# ------------------------------------------------------------------------ styles
+
+#: the book's own styles, written to ``_static/rkd.css``
+BOOK_CSS = """\
+/* rkd-book (rkd/book/sphinx_ext.py) */
+/* the parameters cell: its comments wrap inside the column instead of scrolling out of sight */
+div.cell.tag_parameters div.highlight pre {
+  white-space: pre-wrap;
+  overflow-wrap: anywhere;
+}
+/* tables a little smaller than the prose, notebook output tables (the paper beside ours,
+   the plan, the claims) compact: both to fit the column */
+article.bd-article table {
+  font-size: 0.9rem;
+}
+article.bd-article div.cell_output div.output table {
+  font-size: 0.8rem;
+}
+article.bd-article div.cell_output div.output table th,
+article.bd-article div.cell_output div.output table td {
+  padding: 0.15rem 0.3rem;
+}
+"""
+
+
+def _write_css(app: Sphinx, exception: Exception | None) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    (Path(app.outdir) / "_static" / "rkd.css").write_text(BOOK_CSS, encoding="utf-8")
 
 
 # ------------------------------------------------------------------------ figures
@@ -237,6 +359,10 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("builder-inited", lambda app: find_mathjax(app) if app.builder.format == "html" else None)
     app.connect("builder-inited", _draw_figures)
     app.connect("source-read", _source_read)
+    app.connect("doctree-read", _name_notebook_figures)
+    app.add_css_file("rkd.css")
+    app.connect("missing-reference", _link_internal)
+    app.connect("build-finished", _write_css)
     # after sphinx.ext.mathjax (priority 500) has added its script to the page
     app.connect("html-page-context", _offline_assets, priority=900)
     app.connect("build-finished", _copy_mathjax)

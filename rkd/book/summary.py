@@ -6,8 +6,11 @@ Each experiment notebook displays one output of MIME type :data:`SUMMARY_MIME` h
      "scale": "ci", "seeds": [0, 1, 2],
      "rows": [{"what": str, "paper": float|null, "ours_mean": float|null,
                "ours_std": float|null, "difference": float|null}],
-     "claims": [{"claim": str, "verdict": "holds"|"reversed"|"not distinguishable at this scale",
+     "claims": [{"claim": str, "verdict": one of rkd.report.stats.VERDICTS,
                  "interval": [lo, hi], "paper": str}]}
+
+(:data:`SUMMARY_MIME` and :data:`VERDICTS` are those of :mod:`rkd.report`, which writes
+the record: one definition, read here.)
 
 :func:`summary_markdown` turns the notebooks of a book into one MyST page: a table of the
 paper's numbers beside ours and a table of the claims' verdicts per experiment, each row
@@ -27,19 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from rkd.book.markdown import MISSING, code, escape, number, signed, table
+from rkd.report.page import SUMMARY_MIME
+from rkd.report.stats import VERDICTS
 
 __all__ = [
-    "SUMMARY_MIME",
-    "VERDICTS",
     "SummaryError",
     "NotebookSummary",
     "read_summaries",
     "summary_markdown",
     "rrd_markdown",
 ]
-
-SUMMARY_MIME = "application/vnd.rkd.summary+json"
-VERDICTS = ("holds", "reversed", "not distinguishable at this scale")
 
 _TOP_KEYS = {"experiment": str, "title": str, "page": str, "scale": str, "seeds": list, "rows": list,
              "claims": list}

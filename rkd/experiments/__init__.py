@@ -49,6 +49,7 @@ def get(name: str) -> Experiment:
 
 
 def names() -> list[str]:
+    """The experiment names :func:`get` accepts, sorted."""
     _register_all()
     return EXPERIMENTS.names()
 

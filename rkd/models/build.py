@@ -44,6 +44,7 @@ def build_model(name: str, **options) -> nn.Module:
 
 
 def model_names() -> list[str]:
+    """The names :func:`build_model` accepts, sorted."""
     import rkd.models  # noqa: F401
 
     return MODELS.names()

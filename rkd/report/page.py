@@ -213,7 +213,8 @@ def show_samples(experiment, results: Results) -> None:
         _display(Markdown("\n".join(lines)))
     for caption, png, width in experiment.samples(results) or ():
         _display(Markdown(f"*{caption}*"))
-        _display(Image(data=png, width=2 * width))  # twice the images' own size, sharp (pixelated) in the page
+        # twice the images' own size, sharp (pixelated) in the page
+        _display(Image(data=png, width=2 * width, metadata={"alt": f"sample training images: {caption}"}))
 
 
 def shown_rows(experiment, results: Results) -> pd.DataFrame:
@@ -275,8 +276,20 @@ def show_figure(experiment, results: Results) -> None:
     drawn = experiment.figure(results)
     figures = [] if drawn is None else list(drawn) if isinstance(drawn, (list, tuple)) else [drawn]
     for fig in figures:
-        _display(Image(data=compact_png(fig)))
+        _display(Image(data=compact_png(fig), metadata={"alt": alt_text(fig, f"{experiment.title}: a figure")}))
         plt.close(fig)  # closed, so the inline backend does not show it a second time
+
+
+def alt_text(fig, fallback: str) -> str:
+    """A figure's alt text for the page: its title and its panels' titles and axis labels."""
+    parts = [fig._suptitle.get_text()] if getattr(fig, "_suptitle", None) is not None else []
+    for ax in fig.axes[:6]:
+        described = ", ".join(t for t in (ax.get_title(), ax.get_ylabel() and f"{ax.get_ylabel()} against "
+                                          f"{ax.get_xlabel() or 'the categories'}") if t)
+        if described:
+            parts.append(described)
+    more = f" ({len(fig.axes)} panels)" if len(fig.axes) > 6 else ""
+    return ("; ".join(dict.fromkeys(p for p in parts if p)) or fallback) + more
 
 
 def show_training_curves(experiment, results: Results, *, most: int = 16) -> None:
@@ -310,7 +323,8 @@ def show_training_curves(experiment, results: Results, *, most: int = 16) -> Non
                       f"({len(shown)} runs{more}): each weighted loss term and their total (black), averaged "
                       f"over stretches of steps; red dots, right axis: evaluations on the test classes during "
                       f"training.*"))
-    _display(Image(data=compact_png(figure)))
+    _display(Image(data=compact_png(figure), metadata={"alt": f"training curves of {len(shown)} runs on {dataset}, "
+                                                              f"seed {seed}: loss terms against the step"}))
     plt.close(figure)
 
 

@@ -12,6 +12,8 @@ from ..registry import Registry
 
 __all__ = ["TrainConfig", "TrainResult", "OPTIMIZERS"]
 
+#: name -> factory ``(parameters, config) -> torch.optim.Optimizer``; ``TrainConfig.optimizer``
+#: names one ("adam" or "sgd"), built with the config's learning rate and weight decay
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
 # fused: one kernel per step, and on the CPU the exact hardware square root; the default
 # (foreach) update takes MKL's vector square root, whose last bits depend on the
