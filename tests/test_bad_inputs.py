@@ -50,8 +50,9 @@ def test_data_root_missing_or_in_the_wrong_layout(tmp_path):
         data.get_dataset("cub200", tmp_path / "empty", "train")
     with pytest.raises(DatasetLayoutError, match="cars196: no root given"):
         data.get_dataset("cars196", None, "train")
-    # and through an experiment at paper scale, with its data_root
-    with pytest.raises(DatasetLayoutError, match="cub200: the root folder does not exist"):
+    # and through an experiment at paper scale, with its data_root: checked as a whole first
+    with pytest.raises(DatasetLayoutError, match=r"cub200 +NOT READY .*CUB_200_2011 not found(.|\n)*"
+                                                 r"cars196 +NOT READY(.|\n)*python -m rkd.data check"):
         get("table1").run(scale="paper", data_root=str(tmp_path / "missing"), progress=False,
                           cache_dir=str(tmp_path / "cache"))
 

@@ -18,7 +18,7 @@ paper, rendered from Debian's Noto fonts and cached; ``GLYPH_DATASETS`` lists th
 ``sample_grid`` draws a few of their images.
 """
 from rkd.data import classification, fewshot, glyphs, offline, retrieval  # noqa: F401  (register the readers)
-from rkd.data.check import DatasetReport, check_data_root, check_dataset
+from rkd.data.check import DataNotReadyError, DatasetReport, check_data_root, check_dataset
 from rkd.data.common import DatasetLayoutError, ImageListDataset, ImageReadError
 from rkd.data.glyphs import GLYPH_DATASETS, GlyphFontsMissingError, sample_grid
 from rkd.data.prepare import ArchiveError, prepare_archive
@@ -35,6 +35,7 @@ __all__ = [
     "ImageReadError",
     "ImageListDataset",
     "check_data_root",
+    "DataNotReadyError",
     "check_dataset",
     "DatasetReport",
     "prepare_archive",

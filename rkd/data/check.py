@@ -22,14 +22,21 @@ from pathlib import Path
 
 from PIL import Image
 
+from rkd.data.common import DatasetLayoutError
 from rkd.data.registry import get_dataset
 from rkd.data.releases import OFFICIAL_COUNTS, RELEASES, Release, ReleaseCounts, get_release
 from rkd.progress import progress_bar
 
-__all__ = ["DatasetReport", "check_data_root", "check_dataset", "check_folder", "layout_problems", "prepare_hint"]
+__all__ = ["DatasetReport", "DataNotReadyError", "check_data_root", "check_dataset", "check_folder",
+           "layout_problems", "prepare_hint"]
 
 #: how many missing or unreadable files a report names (the count says how many more)
 SHOWN = 5
+
+
+class DataNotReadyError(DatasetLayoutError):
+    """A run's datasets are not ready under the data root: the message has one line per
+    dataset (what is missing and how to fix it), as ``python -m rkd.data check`` prints."""
 
 
 @dataclass

@@ -14,7 +14,7 @@ from ..progress import progress_bar
 from .registry import get_dataset
 from .transforms import get_transform
 
-__all__ = ["DataSpec", "load_split", "first_per_class", "RotationClasses", "CachedImages", "TargetsSubset"]
+__all__ = ["DataSpec", "load_split", "held_out", "first_per_class", "RotationClasses", "CachedImages", "TargetsSubset"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,17 @@ class DataSpec:
     image_size: int | None = None
     # ci only: evaluate on the first n images of each test class, to keep minutes
     max_test_per_class: int | None = None
+    # a dry run: evaluate on the first n classes of the test split only
+    max_test_classes: int | None = None
+    #: a validation split carved from the training split (for tuning, never from the test
+    #: split): ``"classes"`` holds out the last ``holdout`` fraction of the training classes
+    #: (retrieval, few-shot: unseen classes, as the test split's are), ``"images"`` the last
+    #: fraction of each training class's images (classification: the same classes); the
+    #: "train" split is then what is left, the "val" split what is held out
+    validation: str | None = None
+    holdout: float = 0.2
+    #: a dry run: the side of the metric transforms' crop (None: the paper's 224)
+    crop: int | None = None
     # where the dataset lives below ``data_root`` when its archive has no top folder of
     # its own (Cars196); None: the reader finds it in ``data_root`` itself
     subdir: str | None = None
@@ -52,22 +63,34 @@ class DataSpec:
     def paper_name(self) -> str:
         return self.stands_in_for or self.display
 
-    def for_dry_run(self) -> DataSpec:
+    def for_dry_run(self, *, test_per_class: int | None = None, test_classes: int | None = None,
+                    side: int | None = None) -> DataSpec:
+        """The spec a dry run reads: its dry-run options, nothing cached (decoding a whole
+        split takes minutes), the test split cut to ``test_classes`` classes of
+        ``test_per_class`` images, and images larger than ``side`` cropped to ``side``."""
         options = {**dict(self.options), **dict(self.dry_run_options)}
-        return replace(self, options=tuple(options.items()))
+        large = side is not None and self.image_size is not None and self.image_size > side
+        return replace(self, options=tuple(options.items()), cache_images=False,
+                       max_test_per_class=test_per_class or self.max_test_per_class,
+                       max_test_classes=test_classes or self.max_test_classes,
+                       crop=side if large else self.crop, image_size=side if large else self.image_size)
 
 
 def load_split(spec: DataSpec, data_root: str | None, split: str, *, train: bool, progress: bool = False) -> Dataset:
     """The ``split`` of ``spec``: with ``train`` the training transform, else the test one;
     the per-class cap (test splits), rotation classes and image cache applied."""
     transform_name = spec.train_transform if train else spec.test_transform
-    transform = get_transform(transform_name, train=train) if transform_name else None
+    options = {"crop": spec.crop} if spec.crop is not None else {}
+    transform = get_transform(transform_name, train=train, **options) if transform_name else None
     root = data_root
     if spec.subdir is not None and data_root is not None:
         root = str(Path(data_root) / spec.subdir)
-    dataset = get_dataset(spec.name, root, split, transform=transform, **dict(spec.options))
-    if not train and spec.max_test_per_class is not None:
-        dataset = first_per_class(dataset, spec.max_test_per_class)
+    carved = spec.validation is not None and split in ("train", "val")
+    dataset = get_dataset(spec.name, root, "train" if carved else split, transform=transform, **dict(spec.options))
+    if carved:
+        dataset = held_out(dataset, spec.validation, spec.holdout, keep=split == "val")
+    if not train and (spec.max_test_per_class is not None or spec.max_test_classes is not None):
+        dataset = first_per_class(dataset, spec.max_test_per_class, classes=spec.max_test_classes)
     if spec.rotation_classes:
         dataset = RotationClasses(dataset, spec.rotation_classes)
     if spec.cache_images:
@@ -91,12 +114,40 @@ class TargetsSubset(Subset):
         return len(classes) if classes else int(max(self.targets)) + 1
 
 
-def first_per_class(dataset: Dataset, n: int) -> Dataset:
-    """The first ``n`` images of each class, in dataset order (deterministic)."""
+def held_out(dataset: Dataset, kind: str, fraction: float, *, keep: bool) -> Dataset:
+    """A validation split carved from ``dataset`` (a training split), deterministically:
+    ``kind="classes"``: the last ``fraction`` of its classes (by label); ``"images"``: the
+    last ``fraction`` of each class's images (in dataset order). ``keep`` True: the held-out
+    part, else the rest."""
+    if kind not in ("classes", "images"):
+        raise ValueError(f"validation must be 'classes' or 'images', got {kind!r}")
+    if not 0 < fraction < 1:
+        raise ValueError(f"holdout must be a fraction in (0, 1), got {fraction!r}")
+    targets = torch.as_tensor(dataset.targets).tolist()
+    if kind == "classes":
+        labels = sorted(set(targets))
+        cut = len(labels) - max(1, round(fraction * len(labels)))
+        held = set(labels[cut:])
+        chosen = [i for i, t in enumerate(targets) if (t in held) == keep]
+    else:
+        positions: dict[int, list[int]] = {}
+        for index, target in enumerate(targets):
+            positions.setdefault(target, []).append(index)
+        held_indices = {i for members in positions.values()
+                        for i in members[len(members) - max(1, round(fraction * len(members))):]}
+        chosen = [i for i in range(len(targets)) if (i in held_indices) == keep]
+    return TargetsSubset(dataset, chosen)
+
+
+def first_per_class(dataset: Dataset, n: int | None, *, classes: int | None = None) -> Dataset:
+    """The first ``n`` images (None: all) of each class, in dataset order, of the first
+    ``classes`` classes to appear (None: all); deterministic."""
     counts: dict[int, int] = {}
     keep = []
     for index, target in enumerate(torch.as_tensor(dataset.targets).tolist()):
-        if counts.get(target, 0) < n:
+        if target not in counts and classes is not None and len(counts) >= classes:
+            continue
+        if n is None or counts.get(target, 0) < n:
             counts[target] = counts.get(target, 0) + 1
             keep.append(index)
     return TargetsSubset(dataset, keep)

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torchvision.transforms import v2
@@ -51,13 +52,18 @@ def _to_float() -> list:
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
 
 
-def metric_train() -> v2.Compose:
-    return v2.Compose([v2.Resize((256, 256)), v2.RandomCrop(224), v2.RandomHorizontalFlip(), *_to_float(),
-                       v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+def _resized(crop: int) -> int:
+    """The square side the metric transforms resize to before cropping ``crop`` (256 for 224)."""
+    return round(crop * 256 / 224)
 
 
-def metric_test() -> v2.Compose:
-    return v2.Compose([v2.Resize((256, 256)), v2.CenterCrop(224), *_to_float(),
+def metric_train(crop: int = 224) -> v2.Compose:
+    return v2.Compose([v2.Resize((_resized(crop),) * 2), v2.RandomCrop(crop), v2.RandomHorizontalFlip(),
+                       *_to_float(), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def metric_test(crop: int = 224) -> v2.Compose:
+    return v2.Compose([v2.Resize((_resized(crop),) * 2), v2.CenterCrop(crop), *_to_float(),
                        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
@@ -65,13 +71,13 @@ def _rgb_to_caffe_bgr(image: torch.Tensor) -> torch.Tensor:
     return image[[2, 1, 0]] * 255.0
 
 
-def metric_caffe_train() -> v2.Compose:
-    return v2.Compose([v2.Resize((256, 256)), v2.RandomCrop(224), v2.RandomHorizontalFlip(), *_to_float(),
-                       v2.Lambda(_rgb_to_caffe_bgr), v2.Normalize(CAFFE_BGR_MEAN, (1.0, 1.0, 1.0))])
+def metric_caffe_train(crop: int = 224) -> v2.Compose:
+    return v2.Compose([v2.Resize((_resized(crop),) * 2), v2.RandomCrop(crop), v2.RandomHorizontalFlip(),
+                       *_to_float(), v2.Lambda(_rgb_to_caffe_bgr), v2.Normalize(CAFFE_BGR_MEAN, (1.0, 1.0, 1.0))])
 
 
-def metric_caffe_test() -> v2.Compose:
-    return v2.Compose([v2.Resize((256, 256)), v2.CenterCrop(224), *_to_float(),
+def metric_caffe_test(crop: int = 224) -> v2.Compose:
+    return v2.Compose([v2.Resize((_resized(crop),) * 2), v2.CenterCrop(crop), *_to_float(),
                        v2.Lambda(_rgb_to_caffe_bgr), v2.Normalize(CAFFE_BGR_MEAN, (1.0, 1.0, 1.0))])
 
 
@@ -121,12 +127,14 @@ TRANSFORMS.register("mini_imagenet", (mini_imagenet, mini_imagenet))
 TRANSFORMS.register("upscale_28", (upscale_28, upscale_28))
 
 
-def get_transform(name: str, train: bool) -> Callable:
-    """A fresh transform ``name`` (see :func:`transform_names`) for training or test."""
+def get_transform(name: str, train: bool, **options: Any) -> Callable:
+    """A fresh transform ``name`` (see :func:`transform_names`) for training or test;
+    ``options`` go to its factory (``crop``: the side of the metric transforms' crop,
+    224 by default; a dry run asks for less)."""
     if not isinstance(train, bool):
         raise TypeError(f"train must be a bool, got {type(train).__name__}: {train!r}")
     train_factory, test_factory = TRANSFORMS.get(name)
-    return (train_factory if train else test_factory)()
+    return (train_factory if train else test_factory)(**options)
 
 
 def transform_names() -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from ..runs import Run, plan_table, resolve_runs, run_experiment
+from ..runs.plan import with_cost
 
 __all__ = ["Experiment", "Parameter"]
 
@@ -124,11 +125,14 @@ class Experiment:
                               protocol=protocol, progress=progress, dry_run=dry_run, cache_dir=cache_dir, **params)
 
     def plan(self, scale: str = "ci", *, seeds: tuple[int, ...] | None = None, protocol: str | None = None,
-             dry_run: bool = False, **params: Any) -> pd.DataFrame:
-        """One row per training run of a full run at ``scale``: the protocol as a table."""
+             dry_run: bool = False, throughput: float | None = None, **params: Any) -> pd.DataFrame:
+        """One row per training run of a full run at ``scale``: the protocol as a table, with
+        the images each run processes (per seed and over all seeds) and, given a
+        ``throughput`` (training images per second and GPU), its GPU-hours."""
         resolved = resolve_runs(self, scale=scale, protocol=protocol, dry_run=dry_run, **params)
-        return plan_table(resolved.runs, seeds=resolved.seeds if seeds is None else tuple(seeds),
+        plan = plan_table(resolved.runs, seeds=resolved.seeds if seeds is None else tuple(seeds),
                           protocol=resolved.protocol)
+        return with_cost(plan, throughput)
 
     def signature(self) -> inspect.Signature:
         """The parameters a notebook may set: :meth:`run`'s and :attr:`parameters`."""

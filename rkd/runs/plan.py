@@ -20,7 +20,8 @@ from .policies import BATCH_POLICIES, DRY_RUN, EVALUATION_POLICIES
 from .protocol import get_protocol
 from .spec import Run
 
-__all__ = ["RunSource", "Resolved", "resolve_runs", "plan_table", "dry", "method_of", "total_steps"]
+__all__ = ["RunSource", "Resolved", "resolve_runs", "plan_table", "dry", "distinct_paths", "method_of", "total_steps",
+           "with_cost"]
 
 
 class RunSource(TypingProtocol):
@@ -51,9 +52,12 @@ class Resolved:
 
 
 def dry(run: Run) -> Run:
-    """``run`` cut down to a dry run: every code path, two steps, tiny batches, no downloads."""
-    changes: dict[str, Any] = {"data": run.data.for_dry_run(), "network": run.network.without_pretrained(),
-                               "evaluation": EVALUATION_POLICIES.get(run.evaluation.kind).dry(run.evaluation)}
+    """``run`` cut down to a dry run: two steps, tiny batches, a few test classes, no downloads."""
+    policy = EVALUATION_POLICIES.get(run.evaluation.kind)
+    data = run.data.for_dry_run(test_per_class=policy.dry_test_per_class(run.evaluation),
+                                test_classes=DRY_RUN.test_classes, side=DRY_RUN.side)
+    changes: dict[str, Any] = {"data": data, "network": run.network.without_pretrained(),
+                               "evaluation": policy.dry(run.evaluation)}
     if run.trains:
         changes["train"] = replace(run.train, steps=DRY_RUN.steps, milestones=(), checkpoint_every=0,
                                    lr=min(run.train.lr, DRY_RUN.lr))
@@ -74,7 +78,7 @@ def resolve_runs(source: RunSource, *, scale: str, protocol: str | None = None, 
     runs = tuple(chosen_protocol.apply(run) for run in source.runs(preset, **params))
     runs = tuple(r for run in runs for r in chosen_protocol.split(run))
     if dry_run:
-        runs = tuple(dry(run) for run in runs)
+        runs = distinct_paths(tuple(dry(run) for run in runs))
     _check_references(runs)
     chosen_seeds = tuple(preset.seeds if seeds is None else seeds)
     if not chosen_seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in chosen_seeds):
@@ -82,7 +86,33 @@ def resolve_runs(source: RunSource, *, scale: str, protocol: str | None = None, 
     if len(set(chosen_seeds)) != len(chosen_seeds):
         raise ValueError(f"seeds {list(chosen_seeds)} repeat a seed; each seed is one independent repetition")
     label = f"{scale} (dry run)" if dry_run else scale
-    return Resolved(runs, chosen_seeds, chosen_protocol.name, preset, label, dry_run)
+    return Resolved(runs, chosen_seeds[:1] if dry_run else chosen_seeds, chosen_protocol.name, preset, label,
+                    dry_run)
+
+
+def _path(run: Run) -> tuple:
+    """What decides the code a run goes through: its sizes (integer model options:
+    embedding sizes, input sides) do not."""
+    options = tuple((k, v) for k, v in run.model_options if isinstance(v, bool) or not isinstance(v, int))
+    return (run.scope, run.role, run.task, run.method, run.stage, run.network.name, run.data.name,
+            run.evaluation.kind, run.batches and run.batches.kind, run.teacher is None, run.init is None, options,
+            tuple(term for term, _ in run.term_options))
+
+
+def distinct_paths(runs: tuple[Run, ...]) -> tuple[Run, ...]:
+    """The first run of each code path (:func:`_path`), and every run one of them starts
+    from or is taught by: what a dry run needs to take every code path once."""
+    first: dict[tuple, Run] = {}
+    for run in runs:
+        first.setdefault(_path(run), run)
+    kept = set(first.values())
+    by_name = {(run.scope, run.name): run for run in runs}
+    for run in reversed(runs):  # what a run needs comes before it: one pass backwards takes it all
+        if run in kept:
+            for ref in (run.teacher, run.init):
+                if ref is not None:
+                    kept.add(by_name[(run.scope, ref)])
+    return tuple(run for run in runs if run in kept)
 
 
 def _check_references(runs: tuple[Run, ...]) -> None:
@@ -120,7 +150,8 @@ def _terms(method: Method, stage: int | None) -> str:
 def _training_columns(run: Run) -> dict[str, Any]:
     if not run.trains:
         return {"method": "— (evaluated only)", "loss terms": "—", "term options": "—", "optimiser": "—",
-                "lr": None, "weight decay": None, "steps": 0, "milestones": "—", "gamma": None, "batch": "—"}
+                "lr": None, "weight decay": None, "steps": 0, "milestones": "—", "gamma": None, "batch": "—",
+                "images": 0}
     method = get_method(run.method, task=run.task)
     used = method_of(run).term_names
     t: TrainConfig = run.train
@@ -132,6 +163,7 @@ def _training_columns(run: Run) -> dict[str, Any]:
         "optimiser": t.optimizer, "lr": t.lr, "weight decay": t.weight_decay, "steps": t.steps,
         "milestones": ", ".join(map(str, t.milestones)) or "—", "gamma": t.gamma,
         "batch": BATCH_POLICIES.get(run.batches.kind).describe(run.batches),
+        "images": t.steps * BATCH_POLICIES.get(run.batches.kind).images(run.batches),
     }
 
 
@@ -174,7 +206,21 @@ def plan_table(runs: tuple[Run, ...], *, seeds: tuple[int, ...], protocol: str) 
     return pd.DataFrame(rows)
 
 
-def total_steps(plan: pd.DataFrame) -> int:
-    """Optimiser steps of every run of ``plan`` for each of its seeds (a shared asset,
-    the pretrained trunk, trains for one seed only)."""
-    return int(sum(steps * len(seeds.split(", ")) for steps, seeds in zip(plan["steps"], plan["seeds"])))
+def total_steps(plan: pd.DataFrame, column: str = "steps") -> int:
+    """Optimiser steps (or ``column``: ``"images"``) of every run of ``plan`` for each of its
+    seeds (a shared asset, the pretrained trunk, trains for one seed only)."""
+    return int(sum(value * len(seeds.split(", ")) for value, seeds in zip(plan[column], plan["seeds"])))
+
+
+def with_cost(plan: pd.DataFrame, throughput: float | None) -> pd.DataFrame:
+    """``plan`` with each run's training images over all its seeds and, given a
+    ``throughput`` (training images per second and GPU, e.g. measured by
+    ``benchmarks/bench_train_step.py``), its GPU-hours (training only, evaluations aside)."""
+    if throughput is not None and not throughput > 0:
+        raise ValueError(f"throughput must be a positive number of images per second, got {throughput!r}")
+    plan = plan.copy()
+    seeds = plan["seeds"].map(lambda text: len(text.split(", ")))
+    plan["images, all seeds"] = plan["images"] * seeds
+    if throughput is not None:
+        plan[f"GPU-hours at {throughput:g} img/s"] = plan["images, all seeds"] / throughput / 3600
+    return plan

@@ -36,6 +36,18 @@ class DryRun:
     episodes: int = 2
     lr: float = 1e-3  # a random teacher's block-4 hints can overflow at the paper's lr 0.1 within two steps
     eval_batch_size: int = 32
+    #: test splits cut to this many classes (of :meth:`EvaluationPolicy.dry_test_per_class` images each)
+    test_classes: int = 8
+    #: images of a larger side (the paper's 224) cropped to this side: the same code, a
+    #: tenth of the arithmetic
+    side: int = 64
+
+    def describe(self) -> str:
+        """What a dry run cuts, in words (the plan and the page say it)."""
+        return (f"a dry run trains one run of each code path (a run differing from an earlier one only in "
+                f"sizes is left out), for the first seed only, {self.steps} steps each on tiny batches from "
+                f"random weights, and evaluates on the first {self.test_classes} test classes: its numbers are "
+                f"not results; 224-pixel images are cut to {self.side} pixels")
 
 
 DRY_RUN = DryRun()
@@ -62,6 +74,10 @@ class BatchPolicy:
     def episode(self, batches: Batches) -> tuple[int, int, int] | None:
         """``(way, shot, query)`` when every batch is one few-shot episode, else None."""
         return None
+
+    def images(self, batches: Batches) -> int:
+        """Images in one batch (what one training step processes)."""
+        return batches.size
 
     @staticmethod
     def _suffix(batches: Batches) -> str:
@@ -114,6 +130,9 @@ class Episodes(BatchPolicy):
     def episode(self, batches):
         return (batches.way, batches.shot, batches.query)
 
+    def images(self, batches):
+        return batches.way * (batches.shot + batches.query)
+
 
 #: ``Batches.kind`` -> its policy
 BATCH_POLICIES: Registry[BatchPolicy] = Registry("batch kind")
@@ -165,9 +184,15 @@ class EvaluationPolicy:
         names = self.metrics(evaluation)
         return [(h["step"], h[names[0]]) for h in history if names and names[0] in h]
 
+    def dry_test_per_class(self, evaluation: Evaluation) -> int:
+        """Test images per class a dry run keeps (enough for a positive pair)."""
+        return 2
+
     def dry(self, evaluation: Evaluation) -> Evaluation:
+        per_class = self.dry_test_per_class(evaluation)
         return replace(evaluation, batch_size=min(evaluation.batch_size, DRY_RUN.eval_batch_size), every=0,
-                       domains=tuple(d.for_dry_run() for d in evaluation.domains))
+                       domains=tuple(d.for_dry_run(test_per_class=per_class, test_classes=DRY_RUN.test_classes,
+                                                   side=DRY_RUN.side) for d in evaluation.domains))
 
 
 class Retrieval(EvaluationPolicy):
@@ -228,6 +253,9 @@ class FewShotEpisodes(EvaluationPolicy):
     def describe(self, evaluation):
         ways = ", ".join(f"{w}-way" for w in evaluation.ways)
         return f"{evaluation.episodes} episodes of {ways} {evaluation.shot}-shot, {evaluation.query} queries"
+
+    def dry_test_per_class(self, evaluation):
+        return evaluation.shot + DRY_RUN.query
 
     def dry(self, evaluation):
         return replace(super().dry(evaluation), episodes=DRY_RUN.episodes, ways=(DRY_RUN.way,), query=DRY_RUN.query)

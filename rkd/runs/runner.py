@@ -19,10 +19,12 @@ import torch
 from ..cache import default_cache_dir
 from ..progress import progress_bar
 from ..runtime import configure_determinism
+from ..data import RELEASES, DataNotReadyError, check_data_root
 from ..data.splits import DataSpec
 from ..train.distributed import is_main_process, rank_zero_decides
 from .jobs import DataCatalog, Job, list_jobs
 from .plan import Resolved, RunSource, plan_table, resolve_runs, total_steps
+from .policies import DRY_RUN
 from .rows import episode_rows, result_rows, tidy
 from .store import ModelStore
 from .results import ResultStore, default_results_dir
@@ -206,11 +208,13 @@ def prepare(source: RunSource, *, scale: str = "ci", data_root: str | None = Non
     pinned = configure_determinism(getattr(preset, "threads", None))
     # the protocol of the full run: a dry run prints and shows it, then trains its cut-down runs
     full = resolve_runs(source, scale=scale, protocol=protocol, seeds=seeds, **params) if dry_run else resolved
-    plan = plan_table(full.runs, seeds=resolved.seeds, protocol=resolved.protocol)
+    plan = plan_table(full.runs, seeds=full.seeds, protocol=resolved.protocol)
     if dry_run:
         print(f"{source.title} at scale={scale!r}, protocol={resolved.protocol!r}: {len(plan)} runs x "
-              f"{len(resolved.seeds)} seed(s), {total_steps(plan):,} optimiser steps in a full run.")
+              f"{len(full.seeds)} seed(s), {total_steps(plan):,} optimiser steps in a full run.")
         print(plan[["dataset", "run", "role", "network", "method", "steps", "batch"]].to_string(index=False))
+        print(f"This dry run trains {len(resolved.runs)} of the {len(full.runs)} runs: {DRY_RUN.describe()}.")
+    _check_data_root(resolved, data_root, dry_run=dry_run, progress=progress)
     catalog = DataCatalog(data_root, progress=progress)
     catalog.check(resolved.runs)
     jobs = list_jobs(resolved, catalog, device=dev, pinned=pinned)
@@ -224,6 +228,21 @@ def prepare(source: RunSource, *, scale: str = "ci", data_root: str | None = Non
                       needed=needed, results=results, experiment=source.name, progress=progress,
                       num_workers=workers, dry_run=dry_run)
     return Call(source, resolved, plan, jobs, session, dev, pinned, data_root)
+
+
+def _check_data_root(resolved: Resolved, data_root: str | None, *, dry_run: bool, progress: bool) -> None:
+    """The paper's datasets of these runs checked as a whole before anything trains
+    (:func:`rkd.data.check_data_root`: the official layout; for a full run also the
+    official counts and every image decoded), stopping with what is missing and how to fix it."""
+    names = list(dict.fromkeys(d.name for run in resolved.runs for d in (run.data, *run.evaluation.domains)
+                               if d.stands_in_for is None and d.name in RELEASES))
+    if not names or data_root is None:
+        return
+    reports = check_data_root(data_root, names, official=not dry_run, decode=not dry_run, progress=progress)
+    if not all(report.ready for report in reports):
+        lines = "\n".join(report.line() for report in reports)
+        raise DataNotReadyError(f"the data under {data_root} is not ready for {resolved.label}:\n{lines}\n(the "
+                                f"same check: python -m rkd.data check {data_root} {' '.join(names)})")
 
 
 def run_experiment(source: RunSource, *, scale: str = "ci", data_root: str | None = None, device: str = "cpu",
