@@ -622,3 +622,20 @@ def test_page_figures_are_palette_pngs_of_the_rendered_size():
     image = Image.open(io.BytesIO(compact))
     assert image.mode == "P" and image.size == Image.open(full).size
     assert len(compact) < len(full.getvalue())
+
+
+def test_the_reproduce_page_costs_are_the_plans():
+    """The 'What a table costs' table of book/reproduce.md says what plan() computes."""
+    import re
+
+    page = (Path(__file__).parent.parent / "book" / "reproduce.md").read_text()
+    found = {}
+    for title, runs, images, hours in re.findall(r"^\| (Table \d|Figure \d) \| (\d+) \| ([\d,]+) \| (\d+) \|", page,
+                                                 re.MULTILINE):
+        found[title] = (int(runs), int(images.replace(",", "")), int(hours))
+    assert len(found) == 8
+    for name in names():
+        experiment = get(name)
+        plan = experiment.plan(scale="paper", throughput=1000)
+        expected = (len(plan), int(plan["images, all seeds"].sum()), round(plan["GPU-hours at 1000 img/s"].sum()))
+        assert found[experiment.title] == expected, experiment.title

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset, Subset
 
 from ..progress import progress_bar
 from .registry import get_dataset
-from .transforms import get_transform
+from .transforms import get_transform, takes_crop
 
 __all__ = ["DataSpec", "load_split", "held_out", "first_per_class", "RotationClasses", "CachedImages", "TargetsSubset"]
 
@@ -69,7 +69,8 @@ class DataSpec:
         split takes minutes), the test split cut to ``test_classes`` classes of
         ``test_per_class`` images, and images larger than ``side`` cropped to ``side``."""
         options = {**dict(self.options), **dict(self.dry_run_options)}
-        large = side is not None and self.image_size is not None and self.image_size > side
+        large = (side is not None and self.image_size is not None and self.image_size > side
+                 and all(takes_crop(t) for t in (self.train_transform, self.test_transform) if t))
         return replace(self, options=tuple(options.items()), cache_images=False,
                        max_test_per_class=test_per_class or self.max_test_per_class,
                        max_test_classes=test_classes or self.max_test_classes,

@@ -21,6 +21,7 @@
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -90,14 +91,14 @@ def cifar_test() -> v2.Compose:
     return v2.Compose([*_to_float(), v2.Normalize(CIFAR_MEAN, CIFAR_STD)])
 
 
-def tiny_imagenet_train() -> v2.Compose:
-    return v2.Compose([v2.Resize((64, 64)), v2.RandomRotation(15),
+def tiny_imagenet_train(crop: int = 64) -> v2.Compose:
+    return v2.Compose([v2.Resize((crop, crop)), v2.RandomRotation(15),
                        v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4), v2.RandomHorizontalFlip(),
                        *_to_float(), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
-def tiny_imagenet_test() -> v2.Compose:
-    return v2.Compose([v2.Resize((64, 64)), *_to_float(), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+def tiny_imagenet_test(crop: int = 64) -> v2.Compose:
+    return v2.Compose([v2.Resize((crop, crop)), *_to_float(), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 def _invert(image: torch.Tensor) -> torch.Tensor:
@@ -135,6 +136,12 @@ def get_transform(name: str, train: bool, **options: Any) -> Callable:
         raise TypeError(f"train must be a bool, got {type(train).__name__}: {train!r}")
     train_factory, test_factory = TRANSFORMS.get(name)
     return (train_factory if train else test_factory)(**options)
+
+
+def takes_crop(name: str) -> bool:
+    """Whether transform ``name`` can make smaller images (a ``crop`` side): the metric and
+    Tiny ImageNet ones can; those of networks with a fixed input (few-shot) cannot."""
+    return all("crop" in inspect.signature(factory).parameters for factory in TRANSFORMS.get(name))
 
 
 def transform_names() -> list[str]:

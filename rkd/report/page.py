@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..runs.policies import DRY_RUN
 from ..runs.runner import Results
 from .stats import HOLDS, REVERSED, UNCLEAR, VERDICTS, summarize_verdicts
 
@@ -122,7 +123,7 @@ def summary_box(results: Results, *, data: str, judged: pd.DataFrame | None = No
     seeds, protocol and the verdicts counted."""
     paper_scale = results.scale == "paper"
     scale_text = ("the paper's protocol and data" if paper_scale else
-                  "a dry run: smoke-test numbers, not results" if results.dry_run else
+                  html.escape(DRY_RUN.describe()) if results.dry_run else
                   "offline stand-in data on the CPU: <b>not paper-scale numbers</b>; compare orderings and "
                   "verdicts with the paper, not values")
     pin = ("bit-identical on any x86-64 CPU with AVX2 (the CPU pin was in effect)" if results.pinned else

@@ -38,8 +38,9 @@ class DryRun:
     eval_batch_size: int = 32
     #: test splits cut to this many classes (of :meth:`EvaluationPolicy.dry_test_per_class` images each)
     test_classes: int = 8
-    #: images of a larger side (the paper's 224) cropped to this side: the same code, a
-    #: tenth of the arithmetic
+    #: images of a larger side (the paper's 224) made this side where the transforms can (not
+    #: for the few-shot networks' fixed inputs): the same code, a twelfth of the arithmetic;
+    #: smaller would leave block 4's attention maps 1x1 (attention transfer refuses those)
     side: int = 64
 
     def describe(self) -> str:
@@ -47,7 +48,7 @@ class DryRun:
         return (f"a dry run trains one run of each code path (a run differing from an earlier one only in "
                 f"sizes is left out), for the first seed only, {self.steps} steps each on tiny batches from "
                 f"random weights, and evaluates on the first {self.test_classes} test classes: its numbers are "
-                f"not results; 224-pixel images are cut to {self.side} pixels")
+                f"not results; images are made {self.side} pixels a side where their network allows it")
 
 
 DRY_RUN = DryRun()
