@@ -39,21 +39,30 @@ def _summary(**overrides) -> dict:
         "scale": "ci",
         "seeds": [0, 1, 2],
         "rows": [
-            {"what": "ResNet18-16, RKD-DA | L2", "paper": 45.76, "ours_mean": 47.125, "ours_std": 0.5,
-             "difference": 1.365},
-            {"what": "RRD (not in the paper)", "paper": None, "ours_mean": 40.0, "ours_std": None,
-             "difference": None},
+            {"what": "RKD-DA, d=16 | L2", "dataset": "glyphs (Ethiopic)", "paper dataset": "CUB-200-2011",
+             "paper": 45.76, "ours_mean": 47.125, "ours_std": 0.5, "difference": None},
+            {"what": "RRD (not in the paper)", "dataset": "glyphs (Ethiopic)", "paper dataset": "CUB-200-2011",
+             "paper": None, "ours_mean": 40.0, "ours_std": None, "difference": None},
         ],
         "claims": [
-            {"claim": "RKD-DA beats Triplet at d=16", "verdict": "holds", "interval": [0.8, 2.4],
-             "paper": "45.76 vs 37.71"},
-            {"claim": "no L2 beats L2", "verdict": "reversed", "interval": [-3.0, -1.0], "paper": "48.14 vs 45.76"},
-            {"claim": "RKD-A beats RKD-D", "verdict": "not distinguishable at this scale", "interval": [None, None],
-             "paper": "45.59 vs 46.34"},
+            _claim("RKD-DA beats Triplet at d=16", "primary", "holds", "1 of 1 comparisons holds", "1/1",
+                   [("RKD-DA d=16 L2 > Triplet d=16 L2", "holds", [0.8, 2.4])]),
+            _claim("no L2 beats L2", "exploratory", "reversed", "0 of 1 comparisons hold; 1 reversed", "1/1",
+                   [("RKD-DA d=16 no L2 > RKD-DA d=16 L2", "reversed", [-3.0, -1.0])]),
+            _claim("RKD-A beats RKD-D", "exploratory", "not distinguishable at this scale",
+                   "0 of 1 comparisons hold; 1 not distinguishable at this scale", "0/1",
+                   [("RKD-A d=16 L2 > RKD-D d=16 L2", "not distinguishable at this scale", [None, None])]),
         ],
     }
     summary.update(overrides)
     return summary
+
+
+def _claim(text, role, word, sentence, paper, comparisons, dataset="glyphs (Ethiopic)") -> dict:
+    return {"claim": text, "role": role, "dataset": dataset, "paper dataset": "CUB-200-2011", "word": word,
+            "summary": sentence, "paper": paper,
+            "comparisons": [{"comparison": c, "verdict": v, "interval": i, "difference": None, "paper": "holds",
+                             "paper difference": None, "MDD": None} for c, v, i in comparisons]}
 
 
 # two 1x1 PNGs (black, white)
@@ -121,13 +130,27 @@ def test_summary_rows_claims_and_links(tmp_path):
     assert "## Table 1: RKD students in metric learning" in text
     assert "3 seeds: 0, 1, 2" in text
     link = "(/notebooks/table1_metric_learning.ipynb)"
-    # the pipe in the row's name is escaped, so the table keeps four columns
-    assert f"| [ResNet18-16, RKD-DA \\| L2]{link} | 45.76 | 47.12 ± 0.50 | +1.36 |" in text \
-        or f"| [ResNet18-16, RKD-DA \\| L2]{link} | 45.76 | 47.13 ± 0.50 | +1.37 |" in text
-    assert f"| [RRD \\(not in the paper\\)]{link} | — | 40.00 | — |" in text
-    assert f"| [RKD-DA beats Triplet at d=16]{link} | **holds** | [+0.80, +2.40] | 45.76 vs 37.71 |" in text
-    assert "**reversed** | [−3.00, −1.00]" in text
-    assert "| **not distinguishable at this scale** | — | 45.59 vs 46.34 |" in text  # no interval: one seed
+    # the pipe in the row's name is escaped, so the table keeps its columns; no difference: stand-in data
+    assert (f"| [RKD-DA, d=16 \\| L2]{link} | glyphs \\(Ethiopic\\) | CUB-200-2011 | 45.76 | 47.12 ± 0.50 |" in text
+            or f"| [RKD-DA, d=16 \\| L2]{link} | glyphs \\(Ethiopic\\) | CUB-200-2011 | 45.76 | 47.13 ± 0.50 |" in text)
+    assert "difference" not in text.split("## Table 1")[1].split("\n\n")[2] and "not comparable" in text
+    assert f"| [RRD \\(not in the paper\\)]{link} | glyphs \\(Ethiopic\\) | CUB-200-2011 | — | 40.00 |" in text
+    assert (f"| [RKD-DA beats Triplet at d=16]{link} | primary | glyphs \\(Ethiopic\\) | **holds** | "
+            f"1 of 1 comparisons holds | 1/1 |") in text
+    # the matrix: the claim, its role, the paper's verdict and ours, coloured, worded and linked
+    matrix = text.split("```{raw} html")[1].split("```")[0]
+    assert "RKD-DA beats Triplet at d=16</td><td>primary</td>" in matrix
+    assert matrix.count('href="../notebooks/table1_metric_learning.html"') >= 7  # the heading and every cell
+    assert '<td style="background:#f3cdb3;color:#7a3000"><a href' in matrix and ">reversed<br>" in matrix
+    assert ">does not hold<br><small>0/1 of its comparisons" in matrix
+
+
+def test_summary_gives_the_difference_only_where_the_data_are_the_papers(tmp_path):
+    summary = _summary(rows=[{"what": "RKD-DA, d=16", "dataset": "CUB-200-2011", "paper dataset": "CUB-200-2011",
+                              "paper": 45.76, "ours_mean": 46.0, "ours_std": 0.5, "difference": 0.24}])
+    path = _notebook(tmp_path / "notebooks" / "table1_metric_learning.ipynb", "Table 1", summary)
+    text = summary_markdown(read_summaries([path], root=tmp_path))
+    assert "| 45.76 | 46.00 ± 0.50 | +0.24 |" in text and "not comparable" not in text
 
 
 def test_summary_says_when_a_notebook_has_none(tmp_path):
@@ -142,12 +165,13 @@ def test_summary_says_when_a_notebook_has_none(tmp_path):
 
 def test_rrd_section_collects_only_the_rrd_claims(tmp_path):
     summary = _summary()
-    summary["claims"].append({"claim": "RRD's claim: RRD beats RKD-DA at the same size (d=16, glyphs)",
-                              "verdict": "reversed", "interval": [-2.5, -0.5], "paper": "n/a"})
+    summary["claims"].append(_claim("RRD's claim: RRD beats RKD-DA at the same size", "exploratory", "reversed",
+                                    "0 of 1 comparisons hold; 1 reversed", "n/a",
+                                    [("RRD d=16 L2 > RKD-DA d=16 L2", "reversed", [-2.5, -0.5])]))
     path = _notebook(tmp_path / "notebooks" / "table1_metric_learning.ipynb", "Table 1", summary)
     text = rrd_markdown(read_summaries([path], root=tmp_path))
-    assert "RRD beats RKD-DA at the same size \\(d=16, glyphs\\)" in text and "RRD's claim" not in text
-    assert "**reversed** | [−2.50, −0.50]" in text
+    assert "RRD d=16 L2 \\> RKD-DA d=16 L2 | glyphs \\(Ethiopic\\) | `ci` | **reversed** | [−2.50, −0.50]" in text
+    assert "RRD's claim" not in text
     assert "(/notebooks/table1_metric_learning.ipynb)" in text
     assert "RKD-DA beats Triplet" not in text  # the RKD paper's own claims stay on the summary page
     without = _notebook(tmp_path / "notebooks" / "table5.ipynb", "Table 5", _summary())
@@ -156,14 +180,16 @@ def test_rrd_section_collects_only_the_rrd_claims(tmp_path):
 
 @pytest.mark.parametrize("broken, message", [
     ({"verdict_of_first_claim": "maybe"}, "must be one of"),
+    ({"claims": [{"claim": "c", "verdict": "holds"}]}, "must be an object with strings"),
     ({"rows": [{"what": "x", "paper": "45.7"}]}, "must be a number or null"),
     ({"drop": "seeds"}, "has no 'seeds'"),
-    ({"claims": [{"claim": "c", "verdict": "holds", "interval": [1.0]}]}, "must be [lo, hi]"),
+    ({"claims": [_claim("c", "primary", "holds", "1 of 1", "1/1", [("a > b", "holds", [1.0])])]},
+     "must be [lo, hi]"),
 ])
 def test_summary_refuses_a_malformed_output(tmp_path, broken, message):
     summary = _summary()
     if "verdict_of_first_claim" in broken:
-        summary["claims"][0]["verdict"] = broken["verdict_of_first_claim"]
+        summary["claims"][0]["comparisons"][0]["verdict"] = broken["verdict_of_first_claim"]
     elif "drop" in broken:
         del summary[broken["drop"]]
     else:

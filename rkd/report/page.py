@@ -13,10 +13,13 @@ import pandas as pd
 
 from ..runs.policies import DRY_RUN
 from ..runs.runner import Results
-from .stats import HOLDS, REVERSED, UNCLEAR, VERDICTS, summarize_verdicts
+from .claims import (claim_summary, claims_html, claims_intro, claims_record, comparisons_html, forest_png,
+                     judged_claims, shown_rows)
+from .stats import ADJUSTMENT, count_sentence
 
-__all__ = ["seed_table", "side_by_side", "summary_box", "plan_html", "verdict_table", "verdict_markdown",
-           "summary_record", "SUMMARY_MIME"]
+__all__ = ["seed_table", "side_by_side", "summary_box", "plan_html", "summary_record", "SUMMARY_MIME",
+           "show_box", "show_plan", "show_samples", "show_side_by_side", "show_claims", "show_figure",
+           "show_training_curves", "show_all_numbers", "publish_summary", "compact_png", "alt_text"]
 
 #: the MIME type of the record each page leaves for the book's summary page
 SUMMARY_MIME = "application/vnd.rkd.summary+json"
@@ -61,7 +64,9 @@ def side_by_side(paper: pd.DataFrame | None, rows: pd.DataFrame, keys: Sequence[
                 "—" if p is None or o is None else f"{mean - p:+.2f}",
             )
         label = dataset if paper_name == dataset else f"{dataset} (for {paper_name})"
-        for i, what in enumerate(("paper", "ours (mean ± std)", "ours − paper")):
+        # a difference only where the data are the paper's: a stand-in's values are not comparable
+        shown = ("paper", "ours (mean ± std)", "ours − paper")[:3 if paper_name == dataset else 2]
+        for i, what in enumerate(shown):
             blocks[(label, what)] = [column[key][i] for key in index]
         if best is not None:
             # the authors kept the checkpoint with the best *test* score: shown for comparison
@@ -82,40 +87,6 @@ def plan_html(plan: pd.DataFrame, *, title: str = "The protocol, run by run") ->
     shown = plan.drop(columns=["protocol"], errors="ignore")
     return (f"<details><summary><b>{html.escape(title)}</b> ({len(plan)} training runs; click to open)</summary>"
             f"{shown.to_html(index=False, na_rep='—', border=0, classes='rkd-plan')}</details>")
-
-
-def verdict_table(judged: pd.DataFrame) -> pd.DataFrame:
-    """The judged comparisons as a page shows them."""
-    if judged.empty:
-        return judged
-    shown = judged.copy()
-    shown["ours: mean difference [95% CI]"] = [
-        f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" if math.isfinite(lo) else f"{m:+.2f} (one seed: no interval)"
-        for m, lo, hi in zip(shown["ours: mean difference"], shown["95% CI low"], shown["95% CI high"])
-    ]
-    columns = ["claim", "dataset", "comparison", "paper", "ours: mean difference [95% CI]"]
-    if "episodes: 95% CI low" in shown.columns:
-        shown["episodes: 95% CI"] = [
-            "—" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]"
-            for lo, hi in zip(shown["episodes: 95% CI low"], shown["episodes: 95% CI high"])]
-        columns.append("episodes: 95% CI")
-    return shown[columns + ["verdict"]].set_index(["claim", "dataset", "comparison"])
-
-
-def verdict_markdown(judged: pd.DataFrame, scale: str, summary: pd.DataFrame | None = None) -> str:
-    """One line per claim and dataset: our verdicts counted, beside the paper's."""
-    summary = summarize_verdicts(judged) if summary is None else summary
-    if summary.empty:
-        return "No claim could be checked on these runs."
-    lines = [f"On our numbers at `scale={scale!r}` (95% t-intervals of the paired difference over seeds):", ""]
-    for _, row in summary.iterrows():
-        total = row[HOLDS] + row[REVERSED] + row[UNCLEAR]
-        counts = ", ".join(f"{row[v]} {v}" for v in VERDICTS if row[v])
-        word = (HOLDS if row[HOLDS] == total else REVERSED if row[REVERSED] == total
-                else "mixed" if row[HOLDS] and row[REVERSED] else UNCLEAR if row[UNCLEAR] == total else "partly")
-        lines.append(f"- *{row['claim']}* on {row['dataset']}: **{word}** ({counts} of {total} comparisons; "
-                     f"on the paper's numbers, at the paper's own sizes and settings: {row['paper']}).")
-    return "\n".join(lines)
 
 
 def summary_box(results: Results, *, data: str, judged: pd.DataFrame | None = None) -> str:
@@ -142,26 +113,23 @@ def summary_box(results: Results, *, data: str, judged: pd.DataFrame | None = No
         trunks = ", ".join(f"<code>{r['network']}</code> {r['top1']:.1f}%" for _, r in results.pretraining.iterrows())
         items.append(("Pretraining", f"the trunks that play ImageNet weights, top-1 on held-out renders of the "
                                      f"pretraining corpus: {trunks}"))
+    converged = results.rows["converged"].dropna() if "converged" in results.rows.columns else pd.Series()
+    if len(converged):
+        items.append(("Convergence", f"{int(converged.sum())} of {len(converged)} trained runs converged (their last "
+                                     f"two evaluations within 0.5 points); a comparison with one that did not gets "
+                                     f"no verdict"))
     if judged is not None and not judged.empty:
-        counts = judged["verdict"].value_counts()
-        items.append(("Verdicts", f"{len(judged)} comparisons: " + ", ".join(
-            f"{int(counts.get(v, 0))} {v}" for v in VERDICTS)))
+        items.append(("Verdicts", "; ".join(
+            f"{role} ({ADJUSTMENT[role]}-adjusted): {count_sentence(list(part['verdict']))}"
+            for role, part in judged.groupby("role", sort=False))))
     body = "".join(f"<li><b>{k}:</b> {v}</li>" for k, v in items)
     return (f'<div class="admonition note"><p class="admonition-title">At a glance</p>'
             f'<ul class="simple">{body}</ul></div>')
 
 
 def summary_record(experiment, results: Results, table_rows: Sequence[Mapping[str, Any]],
-                   judged: pd.DataFrame) -> dict[str, Any]:
+                   judged: pd.DataFrame, summary: pd.DataFrame) -> dict[str, Any]:
     """The record the book's summary page reads (MIME type :data:`SUMMARY_MIME`)."""
-    claims = []
-    for _, row in judged.iterrows():
-        claims.append({
-            "claim": f"{row['claim']} ({row['comparison']}, {row['dataset']})",
-            "verdict": row["verdict"],
-            "interval": [_finite(row["95% CI low"]), _finite(row["95% CI high"])],
-            "paper": row["paper"],
-        })
     return {
         "experiment": experiment.name,
         "title": experiment.title,
@@ -169,18 +137,8 @@ def summary_record(experiment, results: Results, table_rows: Sequence[Mapping[st
         "scale": results.scale,
         "seeds": list(results.seeds),
         "rows": [dict(r) for r in table_rows],
-        "claims": claims,
+        "claims": claims_record(judged, summary),
     }
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
-
-
-# ------------------------------------------------------------------------------ page cells
-#
-# One function per cell of a results page (see rkd.experiments.notebook): each takes the
-# experiment and its results and displays what the cell shows.
 
 
 def _display(obj) -> None:
@@ -218,13 +176,6 @@ def show_samples(experiment, results: Results) -> None:
         _display(Image(data=png, width=2 * width, metadata={"alt": f"sample training images: {caption}"}))
 
 
-def shown_rows(experiment, results: Results) -> pd.DataFrame:
-    """Our rows as tables and claims read them: in the paper's keys, without the
-    intermediate models (FitNet's hint stage) that the paper does not report."""
-    rows = experiment.keyed(results.rows)
-    return rows[rows["role"] != "hint"] if "role" in rows.columns else rows
-
-
 def side_by_side_table(experiment, results: Results) -> pd.DataFrame:
     """The paper's numbers beside ours, as :func:`side_by_side` builds them for this page."""
     return side_by_side(experiment.paper(), shown_rows(experiment, results), experiment.keys, experiment.metric,
@@ -243,28 +194,18 @@ def show_table(frame: pd.DataFrame, **options) -> None:
     _display(HTML(frame.to_html(na_rep="—", border=0, **options)))
 
 
-def judged_claims(experiment, results: Results) -> pd.DataFrame:
-    """Every comparison of every claim, judged (cached on the results object)."""
-    if "judged" not in results.extra:
-        from .stats import judge
-
-        rows = shown_rows(experiment, results)
-        claims = experiment.claims(rows)
-        judged = judge(claims, rows, experiment.metric, paper=experiment.paper(), episodes=results.episodes,
-                       stands_in_for=experiment.stands_in_for(results))
-        results.extra["judged"] = judged
-        results.extra["verdicts"] = summarize_verdicts(judged, claims, experiment.paper(),
-                                                       experiment.stands_in_for(results))
-    return results.extra["judged"]
-
-
 def show_claims(experiment, results: Results) -> None:
-    from IPython.display import Markdown
+    """The claims section: how they were judged, the forest plot, one line per claim and
+    every comparison in a collapsed table."""
+    from IPython.display import HTML, Image, Markdown
 
     judged = judged_claims(experiment, results)
-    _display(Markdown(verdict_markdown(judged, results.scale, results.extra["verdicts"])))
-    if not judged.empty:
-        show_table(verdict_table(judged))
+    _display(Markdown(claims_intro(judged, results.scale)))
+    drawn = forest_png(judged, compact_png)
+    if drawn is not None:
+        png, alt = drawn
+        _display(Image(data=png, metadata={"alt": alt}))
+    _display(HTML(claims_html(claim_summary(experiment, results)) + comparisons_html(judged)))
 
 
 def show_figure(experiment, results: Results) -> None:
@@ -355,18 +296,32 @@ def show_all_numbers(results: Results) -> None:
                   f"{shown.round(2).to_html(index=False, na_rep='—', border=0)}</details>"))
 
 
+def row_label(keys: Sequence[str], values: Sequence[Any]) -> str:
+    """A readable name for one row of a table: ``RKD-DA, d=16, L2``, ``generation 2``."""
+    described = {"embedding_dim": lambda v: f"d={v}", "l2_normalize": lambda v: "L2" if v == "yes" else "no L2",
+                 "way": lambda v: f"{v}-way", "shot": lambda v: f"{v}-shot", "generation": lambda v: f"generation {v}"}
+    return ", ".join(described.get(k, str)(v) for k, v in sorted(zip(keys, values), key=lambda kv: kv[0] != "method"))
+
+
 def publish_summary(experiment, results: Results) -> None:
-    """The record the book's summary page reads, as an output of MIME type :data:`SUMMARY_MIME`."""
+    """The record the book's summary page reads, as an output of MIME type :data:`SUMMARY_MIME`:
+    the paper's number and ours per row (the difference only where the data are the same)."""
     table = side_by_side_table(experiment, results)
+    stands_in_for = experiment.stands_in_for(results)
     rows = []
     for key, values in table.iterrows():
-        label = " ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
-        for dataset in dict.fromkeys(c[0] for c in table.columns):
-            paper, ours, difference = (values[(dataset, w)] for w in ("paper", "ours (mean ± std)", "ours − paper"))
+        label = row_label(experiment.keys, key if isinstance(key, tuple) else (key,))
+        for column in dict.fromkeys(c[0] for c in table.columns):
+            dataset = column.split(" (for ")[0]
+            paper, ours = values[(column, "paper")], values[(column, "ours (mean ± std)")]
             mean, _, std = ours.partition(" ± ")
-            rows.append({"what": f"{label}, {dataset}", "paper": _number(paper), "ours_mean": _number(mean),
-                         "ours_std": _number(std), "difference": _number(difference)})
-    record = summary_record(experiment, results, rows, judged_claims(experiment, results))
+            same_data = stands_in_for.get(dataset, dataset) == dataset
+            rows.append({"what": label, "dataset": dataset, "paper dataset": stands_in_for.get(dataset, dataset),
+                         "paper": _number(paper), "ours_mean": _number(mean), "ours_std": _number(std),
+                         "difference": _number(mean) - _number(paper) if same_data and _number(paper) is not None
+                         and _number(mean) is not None else None})
+    record = summary_record(experiment, results, rows, judged_claims(experiment, results),
+                            claim_summary(experiment, results))
     _display_raw({SUMMARY_MIME: record, "text/plain": f"summary record of {experiment.title} for the book"})
 
 
