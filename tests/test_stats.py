@@ -10,10 +10,11 @@ import pytest
 from scipy import stats
 
 from rkd.paper import paper_table
+from rkd.runs.convergence import converged, final_rise
 from rkd.report.inference import TOST, benjamini_hochberg, holm, minimum_detectable_difference, seeds_needed
 from rkd.report.stats import (EQUIVALENT, EXPLORATORY, HOLDS, INFERIOR, NON_INFERIOR, NOT_CONVERGED, NOT_EQUIVALENT,
                               PAPER_UNCLEAR, PRIMARY, REVERSED, UNCLEAR, UNDECIDED, Claim, Comparison,
-                              check_convergence, claim_word, clustered_interval, count_sentence, judge,
+                              claim_word, clustered_interval, count_sentence, judge,
                               summarize_verdicts, t_interval)
 
 A, B = {"method": "A"}, {"method": "B"}
@@ -213,18 +214,19 @@ def test_the_power_columns():
     assert math.isnan(one_seed["MDD"]) and pd.isna(one_seed["seeds for MDD ≤ target"])
 
 
-def test_convergence_criterion():
-    assert check_convergence([(100, 50.0), (200, 55.0), (300, 55.3)])
-    assert not check_convergence([(100, 50.0), (300, 55.3), (200, 55.0), (400, 57.0)])  # by step, not order
-    assert check_convergence([(1, 1.0), (2, 2.0)], tolerance=1.0)
-    assert not check_convergence([(1, 1.0), (2, 1.2), (3, 1.9)], window=3)
-    only_one = check_convergence([(1, 1.0)])
-    assert not only_one and "1 evaluation;" in only_one.reason
-    history = [{"step": 100, "recall_at_1": 60.0, "recall_at_2": 70.0}, {"step": 200, "recall_at_1": 60.4}]
-    assert check_convergence(history, metric="recall_at_1").spread == pytest.approx(0.4)
-    assert not check_convergence([(1, 1.0), (2, math.nan)])
-    with pytest.raises(ValueError, match="metric="):
-        check_convergence(history)
+def test_convergence_criterion_is_the_rise_over_the_last_fifth_averaged_over_seeds():
+    points = [(100 * i, v) for i, v in enumerate([10.0, 40.0, 55.0, 60.0, 62.0, 63.0, 63.5, 64.0, 64.2, 64.1, 64.6], 0)]
+    assert final_rise(points, 1000) == pytest.approx(64.6 - 64.2)  # from step 800 to the last
+    assert final_rise(list(reversed(points)), 1000) == pytest.approx(0.4)  # by step, not order
+    assert final_rise([(900, 1.0), (1000, 3.0)], 1000) == pytest.approx(2.0)
+    assert final_rise([(500, 1.0), (1000, 3.0)], 1000) is None  # one evaluation in the last fifth: not judged
+    assert final_rise([(800, 1.0), (1000, math.nan)], 1000) is None
+    assert converged([0.4, 0.7, 0.2]) is True  # mean 0.43 <= 0.5: the seeds' jitter averages out
+    assert converged([0.9, 1.2, 0.3]) is False  # still climbing
+    assert converged([-2.0, -1.0]) is True  # falling at the end: more steps would not raise it
+    assert converged([0.1, None]) is None and converged([]) is None
+    with pytest.raises(ValueError, match="fraction"):
+        final_rise(points, 1000, fraction=1.5)
 
 
 def test_an_unconverged_run_in_any_seed_gets_no_verdict_and_leaves_the_family():

@@ -10,18 +10,34 @@ from typing import Any
 
 import pandas as pd
 
+from ..runs.convergence import LAST_FRACTION, TOLERANCE, converged
 from ..runs.runner import Results
 from .forest import forest_alt_text, forest_plot
 from .stats import ADJUSTMENT, EXPLORATORY, PRIMARY, TARGET_MDD, count_sentence, judge, summarize_verdicts
 
-__all__ = ["judged_claims", "claim_summary", "claims_html", "comparisons_html", "claims_record", "claims_intro"]
+__all__ = ["judged_claims", "claim_summary", "claims_html", "comparisons_html", "claims_record", "claims_intro",
+           "shown_rows", "mark_converged", "convergence_sentence"]
 
 
 def shown_rows(experiment, results: Results) -> pd.DataFrame:
     """Our rows as tables and claims read them: in the paper's keys, without the
-    intermediate models (FitNet's hint stage) that the paper does not report."""
+    intermediate models (FitNet's hint stage) that the paper does not report, each marked
+    ``converged`` as its configuration is (:func:`mark_converged`)."""
     rows = experiment.keyed(results.rows)
-    return rows[rows["role"] != "hint"] if "role" in rows.columns else rows
+    rows = rows[rows["role"] != "hint"] if "role" in rows.columns else rows
+    return mark_converged(rows, ["dataset", *experiment.keys])
+
+
+def mark_converged(rows: pd.DataFrame, configuration: list[str]) -> pd.DataFrame:
+    """``rows`` with ``converged``: per configuration (the rows sharing ``configuration``'s
+    values, one per seed), whether the mean of their ``final_rise`` is within the tolerance
+    of :mod:`rkd.runs.convergence`; None where a run was not judged or does not train."""
+    if "final_rise" not in rows.columns:
+        return rows
+    keys = [k for k in configuration if k in rows.columns]
+    decided = rows.groupby(keys, sort=False, dropna=False)["final_rise"].transform(
+        lambda rises: converged([None if pd.isna(r) else float(r) for r in rises]))
+    return rows.assign(converged=decided.astype(object).where(decided.notna(), None))
 
 
 def judged_claims(experiment, results: Results) -> pd.DataFrame:
@@ -41,6 +57,19 @@ def claim_summary(experiment, results: Results) -> pd.DataFrame:
     """One row per (claim, dataset): role, our word and sentence, the paper's count."""
     judged_claims(experiment, results)
     return results.extra["verdicts"]
+
+
+def convergence_sentence(rows: pd.DataFrame) -> str | None:
+    """How many of the page's trained configurations converged, in a sentence (None: not judged)."""
+    if "converged" not in rows.columns:
+        return None
+    keys = [k for k in ("dataset", "run") if k in rows.columns]
+    decided = rows.dropna(subset=["converged"]).drop_duplicates(keys)["converged"]
+    if decided.empty:
+        return None
+    return (f"{int(decided.astype(bool).sum())} of {len(decided)} trained configurations converged (their metric "
+            f"rose by at most {TOLERANCE:g} points over the last {LAST_FRACTION:.0%} of training, on average over "
+            f"the seeds); a comparison with one that did not gets no verdict")
 
 
 def _interval(row: pd.Series) -> str:

@@ -13,8 +13,8 @@ import pandas as pd
 
 from ..runs.policies import DRY_RUN
 from ..runs.runner import Results
-from .claims import (claim_summary, claims_html, claims_intro, claims_record, comparisons_html, forest_png,
-                     judged_claims, shown_rows)
+from .claims import (claim_summary, claims_html, claims_intro, claims_record, comparisons_html,
+                     convergence_sentence, forest_png, judged_claims, shown_rows)
 from .stats import ADJUSTMENT, count_sentence
 
 __all__ = ["seed_table", "side_by_side", "summary_box", "plan_html", "summary_record", "SUMMARY_MIME",
@@ -89,7 +89,8 @@ def plan_html(plan: pd.DataFrame, *, title: str = "The protocol, run by run") ->
             f"{shown.to_html(index=False, na_rep='—', border=0, classes='rkd-plan')}</details>")
 
 
-def summary_box(results: Results, *, data: str, judged: pd.DataFrame | None = None) -> str:
+def summary_box(results: Results, *, data: str, judged: pd.DataFrame | None = None,
+                convergence: str | None = None) -> str:
     """The box each results page opens with, as HTML: scale, data, hardware, date,
     seeds, protocol and the verdicts counted."""
     paper_scale = results.scale == "paper"
@@ -113,11 +114,8 @@ def summary_box(results: Results, *, data: str, judged: pd.DataFrame | None = No
         trunks = ", ".join(f"<code>{r['network']}</code> {r['top1']:.1f}%" for _, r in results.pretraining.iterrows())
         items.append(("Pretraining", f"the trunks that play ImageNet weights, top-1 on held-out renders of the "
                                      f"pretraining corpus: {trunks}"))
-    converged = results.rows["converged"].dropna() if "converged" in results.rows.columns else pd.Series()
-    if len(converged):
-        items.append(("Convergence", f"{int(converged.sum())} of {len(converged)} trained runs converged (their last "
-                                     f"two evaluations within 0.5 points); a comparison with one that did not gets "
-                                     f"no verdict"))
+    if convergence is not None:
+        items.append(("Convergence", convergence))
     if judged is not None and not judged.empty:
         items.append(("Verdicts", "; ".join(
             f"{role} ({ADJUSTMENT[role]}-adjusted): {count_sentence(list(part['verdict']))}"
@@ -151,7 +149,8 @@ def show_box(experiment, results: Results) -> None:
     from IPython.display import HTML
 
     judged = judged_claims(experiment, results)
-    _display(HTML(summary_box(results, data=experiment.describe_data(results), judged=judged)))
+    _display(HTML(summary_box(results, data=experiment.describe_data(results), judged=judged,
+                              convergence=convergence_sentence(shown_rows(experiment, results)))))
 
 
 def show_plan(results: Results) -> None:

@@ -50,10 +50,10 @@ whatever the other comparisons show), ``alpha'`` for exploratory ones; and ``see
 with :func:`rkd.report.inference.seeds_needed` (a plug-in estimate: the spread of a few
 seeds is itself uncertain).
 
-**Convergence.** :func:`check_convergence` reads a run's evaluation history. Where
-``rows`` has a boolean column ``converged`` (one value per run and seed; missing or
-``None`` for runs that do not train), a comparison with an unconverged run on either side
-in any seed gets the verdict :data:`NOT_CONVERGED` and stays out of its family.
+**Convergence.** Where ``rows`` has a boolean column ``converged`` (one value per run and
+seed, see :mod:`rkd.runs.convergence`; missing or ``None`` for runs that do not train), a
+comparison with an unconverged run on either side in any seed gets the verdict
+:data:`NOT_CONVERGED` and stays out of its family.
 
 **Few-shot.** Every model of a seed is tested on the same episodes; episodes are clustered
 within seeds, so the per-seed difference is the mean of that seed's paired episode
@@ -83,11 +83,10 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from . import inference
-from ..runs.convergence import Convergence, check_convergence
 from .inference import benjamini_hochberg, holm, minimum_detectable_difference, seeds_needed
 
 __all__ = ["Interval", "t_interval", "clustered_interval", "Comparison", "Claim", "judge", "summarize_verdicts",
-           "claim_word", "count_sentence", "check_convergence", "Convergence", "VERDICTS", "KINDS", "ROLES",
+           "claim_word", "count_sentence", "VERDICTS", "KINDS", "ROLES",
            "OUTCOME", "HOLDS", "REVERSED", "UNCLEAR", "EQUIVALENT", "NOT_EQUIVALENT", "NON_INFERIOR", "INFERIOR",
            "UNDECIDED", "NOT_CONVERGED", "PAPER_UNCLEAR", "BEATS", "FALLS_BELOW", "EQUIVALENCE", "NON_INFERIORITY",
            "PRIMARY", "EXPLORATORY", "RRD_CLAIM", "ALPHA", "MAX_PRIMARY", "holm", "benjamini_hochberg",

@@ -7,12 +7,12 @@ from typing import Any
 
 import pandas as pd
 
-from .convergence import check_convergence
+from .convergence import final_rise
 from .plan import Resolved
 from .policies import EVALUATION_POLICIES
 from .training import TrainedRun
 
-__all__ = ["result_rows", "episode_rows", "tidy", "best_on_test"]
+__all__ = ["result_rows", "episode_rows", "tidy", "best_on_test", "rise"]
 
 
 def best_on_test(trained: TrainedRun) -> dict[str, Any]:
@@ -41,19 +41,19 @@ def result_rows(trained: TrainedRun, resolved: Resolved) -> list[dict[str, Any]]
         row = {**base, **({"evaluated_on": domain} if run.evaluation.domains else {})}
         extra = best if domain == run.data.display and not policy.per_episode else {}
         for measured in policy.result_rows(run.evaluation, values):
-            rows.append({**row, **measured, **extra, "converged": converged(trained, measured), **tail})
+            rows.append({**row, **measured, **extra, "final_rise": rise(trained, measured), **tail})
     return rows
 
 
-def converged(trained: TrainedRun, row: dict[str, Any]) -> bool | None:
-    """Whether the run had converged (:func:`rkd.runs.convergence.check_convergence` on the
-    evaluations along its training of the metric in ``row``); None when it was not checked
-    (a run only evaluated, or one without periodic evaluations)."""
+def rise(trained: TrainedRun, row: dict[str, Any]) -> float | None:
+    """How much the metric of ``row`` rose over the last fifth of the run's training
+    (:func:`rkd.runs.convergence.final_rise`); None for a run only evaluated, or one
+    without evaluations in that stretch."""
     run = trained.job.run
-    points = EVALUATION_POLICIES.get(run.evaluation.kind).curve(run.evaluation, trained.history, row)
-    if not run.trains or len(points) < 2:
+    if not run.trains:
         return None
-    return check_convergence(points).converged
+    points = EVALUATION_POLICIES.get(run.evaluation.kind).curve(run.evaluation, trained.history, row)
+    return final_rise(points, run.train.steps)
 
 
 def episode_rows(trained: TrainedRun) -> list[dict[str, Any]]:
