@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader, Dataset
 from .data.samplers import EpisodeSampler
 from .metrics import accuracy, mean_confidence_interval, recall_at_k
 
-__all__ = ["embed", "recall", "top1", "episode_accuracies", "fewshot_accuracy", "nearest_neighbours", "EPISODE_CHUNK"]
+__all__ = ["embed", "recall", "top1", "episode_accuracies", "fewshot_accuracy", "nearest_neighbours", "head_to_head",
+           "EPISODE_CHUNK"]
 
 
 @torch.no_grad()
@@ -113,3 +114,17 @@ def nearest_neighbours(embeddings: torch.Tensor, k: int, queries: torch.Tensor |
         d[torch.arange(len(chunk)), chunk] = float("inf")
         found.append(torch.topk(d, k, dim=1, largest=False, sorted=True).indices)
     return torch.cat(found) if found else torch.empty(0, k, dtype=torch.long)
+
+
+def head_to_head(student: torch.nn.Module, teacher: torch.nn.Module, dataset: Dataset, *, k: int, batch_size: int,
+                 device: torch.device) -> dict[str, float]:
+    """Per test query, the correct images among the ``k`` nearest of the student and of the
+    teacher: the share (%) of queries where the student's top ``k`` holds more of them
+    (``queries_student_ahead``) and where the teacher's does (``queries_teacher_ahead``)."""
+    hits = {}
+    for name, model in (("student", student), ("teacher", teacher)):
+        embeddings, labels = embed(model, dataset, batch_size, device)
+        neighbours = nearest_neighbours(embeddings, k)
+        hits[name] = (labels[neighbours] == labels[:, None]).sum(dim=1)
+    return {"queries_student_ahead": 100.0 * float((hits["student"] > hits["teacher"]).double().mean()),
+            "queries_teacher_ahead": 100.0 * float((hits["teacher"] > hits["student"]).double().mean())}

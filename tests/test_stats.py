@@ -343,3 +343,14 @@ def test_summaries_count_ours_beside_the_papers():
     assert summary[HOLDS] == 1 and summary["paper"] == "0/1" and summary["role"] == PRIMARY
     assert summary["word"] == HOLDS and summary["summary"] == "1 of 1 comparisons holds"
     assert summarize_verdicts(judged.iloc[0:0]).empty
+
+
+def test_a_comparison_can_be_judged_on_one_of_the_papers_datasets_only():
+    frame = pd.concat([rows([2.0, 3.0, 4.0], [1.0, 1.5, 2.0]).assign(dataset=name) for name in ("ours A", "ours B")])
+    paper = pd.DataFrame([{"dataset": d, "method": m, "value": v} for d in ("CUB", "Cars")
+                          for m, v in (("A", 60.0), ("B", 50.0))])
+    claim = Claim("A beats B on Cars", (Comparison(A, B).on("Cars"),))
+    judged = judge([claim], frame, "m", paper=paper, stands_in_for={"ours A": "CUB", "ours B": "Cars"})
+    assert judged["dataset"].tolist() == ["ours B"] and judged["paper dataset"].tolist() == ["Cars"]
+    summary = summarize_verdicts(judged, [claim], paper, {"ours A": "CUB", "ours B": "Cars"})
+    assert summary["paper"].tolist() == ["1/1"]

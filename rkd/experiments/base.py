@@ -81,6 +81,11 @@ class Experiment:
     def claims(self, rows: pd.DataFrame) -> list:
         return []
 
+    def with_derived(self, frame: pd.DataFrame, value: str) -> pd.DataFrame:
+        """``frame`` (ours, or the paper's) with the rows some claims compare that no run
+        measures directly (Table 1's relative gains); ``value`` names the number column."""
+        return frame
+
     def plot(self, rows: pd.DataFrame):
         return None
 

@@ -9,7 +9,7 @@ from . import datasets as D
 from ..data.splits import DataSpec
 from .recipes import FewShotRecipe, Preset
 from .base import Experiment, Parameter
-from ..report.stats import Claim, Comparison
+from ..report.stats import EXPLORATORY, PRIMARY, Claim, Comparison
 
 TEACHER_ROW = "Teacher"
 
@@ -63,11 +63,30 @@ over its episodes (every model of a seed is tested on the same episodes).
         shots = sorted(results.rows["shot"].unique())
         return [(m, w, s) for m in (*self.methods, TEACHER_ROW) for w in ways for s in shots]
 
+    #: (method, way, shot) of the page's primary comparisons (the paper's headline statements)
+    primary: tuple[tuple[str, int, int], ...] = ()
+    #: methods the paper finds far below their teacher (the claim is that they fall below it)
+    below_teacher: tuple[str, ...] = ()
+
     def claims(self, rows) -> list[Claim]:
         settings = sorted({(int(w), int(s)) for w, s in zip(rows["way"], rows["shot"])})
-        return [Claim(f"{method} beats its teacher", tuple(
-            Comparison({"method": method, "way": w, "shot": s}, {"method": TEACHER_ROW, "way": w, "shot": s})
-            for w, s in settings)) for method in self.methods]
+
+        def comparison(method, way, shot):
+            ours, teacher = {"method": method, "way": way, "shot": shot}, {"method": TEACHER_ROW, "way": way,
+                                                                          "shot": shot}
+            return (Comparison.falls_below(ours, teacher) if method in self.below_teacher
+                    else Comparison(ours, teacher))
+
+        claims = []
+        for method in self.methods:
+            text = f"{method} falls far below its teacher" if method in self.below_teacher else \
+                f"{method} beats its teacher"
+            for role in (PRIMARY, EXPLORATORY):
+                chosen = tuple(comparison(method, w, s) for w, s in settings
+                               if ((method, w, s) in self.primary) == (role == PRIMARY))
+                if chosen:
+                    claims.append(Claim(text, chosen, role))
+        return claims
 
     def plot(self, rows):
         from ..report.plots import gain_bars

@@ -14,7 +14,7 @@ from . import datasets as D
 from . import table1, table2
 from .recipes import MetricRecipe, Preset
 from .base import Experiment, Parameter
-from ..report.stats import Claim, Comparison
+from ..report.stats import PRIMARY, Claim, Comparison
 
 METHOD = "RKD-DA"
 # torchvision's GoogLeNet weights expect ImageNet-normalised inputs, so GoogLeNet reads the
@@ -86,10 +86,13 @@ Recall@1 (%); the other methods' rows are the paper's published numbers, not run
 
         teacher = {"method": "Triplet (teacher)"}
         return [
-            Claim("RKD-DA GoogLeNet-512 beats GoogLeNet-128", (Comparison(key("GoogLeNet", 512), key("GoogLeNet", 128)),)),
-            Claim("RKD-DA ResNet50-128 beats GoogLeNet-128", (Comparison(key("ResNet50", 128), key("GoogLeNet", 128)),)),
             Claim("an RKD-DA student beats its teacher", tuple(
-                Comparison(key(b, d), teacher) for b, d in (("GoogLeNet", 128), ("GoogLeNet", 512), ("ResNet50", 128)))),
+                Comparison(key(b, d), teacher) for b, d in (("GoogLeNet", 128), ("GoogLeNet", 512), ("ResNet50", 128))),
+                PRIMARY),
+            Claim("RKD-DA GoogLeNet-512 beats GoogLeNet-128",
+                  (Comparison(key("GoogLeNet", 512), key("GoogLeNet", 128)),)),
+            Claim("RKD-DA ResNet50-128 beats GoogLeNet-128",
+                  (Comparison(key("ResNet50", 128), key("GoogLeNet", 128)),)),
         ]
 
     def plot(self, rows):

@@ -45,11 +45,13 @@ class Table5(FewShotTable):
     page = "notebooks/table5_omniglot"
     paper_name = "Omniglot"
     methods = ("RKD-D", "RKD-DA")
+    primary = tuple(("RKD-DA", way, shot) for way in (5, 20) for shot in (1, 5))
     intro = """
 The paper's Table 5 trains a prototypical network (Snell et al.) on Omniglot as the
 teacher, then students of the same 4-conv architecture with the prototypical loss plus
-RKD-D or RKD-DA, and reports 5- and 20-way, 1- and 5-shot accuracy. The students
-slightly beat their teacher everywhere.
+RKD-D or RKD-DA, and reports 5- and 20-way, 1- and 5-shot accuracy. The students beat
+their teacher by a few tenths of a point in every setting but one: RKD-DA at 20-way
+5-shot (98.67 against the teacher's 98.68).
 """
     presets = fewshot_presets(ci=(D.GLYPHS_OMNIGLOT, CI, CI_NOTES), paper=(D.OMNIGLOT, PAPER, PAPER_NOTES))
 

@@ -43,13 +43,14 @@ def mark_converged(rows: pd.DataFrame, configuration: list[str]) -> pd.DataFrame
 def judged_claims(experiment, results: Results) -> pd.DataFrame:
     """Every comparison of every claim, judged (computed once per results object)."""
     if "judged" not in results.extra:
-        rows = shown_rows(experiment, results)
+        rows = experiment.with_derived(shown_rows(experiment, results), experiment.metric)
+        paper = experiment.paper()
+        paper = experiment.with_derived(paper, "value") if paper is not None else None
         claims = experiment.claims(rows)
-        judged = judge(claims, rows, experiment.metric, paper=experiment.paper(), episodes=results.episodes,
+        judged = judge(claims, rows, experiment.metric, paper=paper, episodes=results.episodes,
                        stands_in_for=experiment.stands_in_for(results))
         results.extra["judged"] = judged
-        results.extra["verdicts"] = summarize_verdicts(judged, claims, experiment.paper(),
-                                                       experiment.stands_in_for(results))
+        results.extra["verdicts"] = summarize_verdicts(judged, claims, paper, experiment.stands_in_for(results))
     return results.extra["judged"]
 
 

@@ -75,7 +75,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -189,6 +189,8 @@ class Comparison:
     second: Mapping[str, Any]
     kind: str = BEATS
     margin: float = 0.0
+    #: judged only on the paper's dataset of this name (and on ours that stand in for it)
+    only_on: str | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -213,6 +215,10 @@ class Comparison:
     def not_worse(cls, first: Mapping[str, Any], second: Mapping[str, Any], margin: float) -> Comparison:
         """"``first`` is at most ``margin`` points worse than ``second``" (non-inferiority)."""
         return cls(first, second, NON_INFERIORITY, margin)
+
+    def on(self, dataset: str) -> Comparison:
+        """The comparison judged only on the paper's ``dataset`` (and our stand-in for it)."""
+        return replace(self, only_on=dataset)
 
     @property
     def label(self) -> str:
@@ -290,7 +296,8 @@ def judge(claims: Sequence[Claim], rows: pd.DataFrame, metric: str, *, paper: pd
     stands_in_for = dict(stands_in_for or {})
     found = [_measure(claim, comparison, dataset, ours, metric, episodes)
              for claim in claims for comparison in claim.comparisons
-             for dataset, ours in rows.groupby("dataset", sort=False)]
+             for dataset, ours in rows.groupby("dataset", sort=False)
+             if comparison.only_on in (None, stands_in_for.get(dataset, dataset))]
     found = [f for f in found if f is not None]
     found.sort(key=lambda f: f["role"] != PRIMARY)  # stable: primary first, each in declared order
     for role in ROLES:
@@ -485,7 +492,9 @@ def summarize_verdicts(judged: pd.DataFrame, claims: Sequence[Claim] = (), paper
     for (text, dataset), group in judged.groupby(["claim", "dataset"], sort=False):
         claim = by_text.get(text)
         if claim is not None and paper is not None:
-            sides = [_paper_side(paper, c, stands_in_for.get(dataset, dataset))["paper"] for c in claim.comparisons]
+            paper_dataset = stands_in_for.get(dataset, dataset)
+            sides = [_paper_side(paper, c, paper_dataset)["paper"] for c in claim.comparisons
+                     if c.only_on in (None, paper_dataset)]
         else:
             sides = list(group["paper"])
         checked = [side for side in sides if side != "n/a"]

@@ -166,7 +166,9 @@ class EvaluationPolicy:
         return ()
 
     def measure(self, evaluation: Evaluation, model: torch.nn.Module, test_set, *, seed: int,
-                device: torch.device, dry_run: bool) -> Measured:
+                device: torch.device, dry_run: bool, teacher: torch.nn.Module | None = None) -> Measured:
+        """The metrics of ``model`` on ``test_set`` (``teacher``: the run's, for metrics that
+        compare the two)."""
         return Measured({})
 
     def describe(self, evaluation: Evaluation) -> str:
@@ -202,10 +204,15 @@ class Retrieval(EvaluationPolicy):
     def metrics(self, evaluation):
         return tuple(f"recall_at_{k}" for k in evaluation.ks)
 
-    def measure(self, evaluation, model, test_set, *, seed, device, dry_run):
+    def measure(self, evaluation, model, test_set, *, seed, device, dry_run, teacher=None):
         # a dry run's generated tree holds fewer images than SOP's K = 1000
         ks = feasible_ks(evaluation.ks, len(test_set)) if dry_run else evaluation.ks
-        return Measured(evaluators.recall(model, test_set, ks=ks, batch_size=evaluation.batch_size, device=device))
+        metrics = evaluators.recall(model, test_set, ks=ks, batch_size=evaluation.batch_size, device=device)
+        if evaluation.head_to_head and teacher is not None:
+            k = min(evaluation.head_to_head, len(test_set) - 1)
+            metrics.update(evaluators.head_to_head(model, teacher, test_set, k=k, batch_size=evaluation.batch_size,
+                                                   device=device))
+        return Measured(metrics)
 
     def describe(self, evaluation):
         return "Recall@" + ",".join(map(str, evaluation.ks))
@@ -217,7 +224,7 @@ class Top1(EvaluationPolicy):
     def metrics(self, evaluation):
         return ("top1",)
 
-    def measure(self, evaluation, model, test_set, *, seed, device, dry_run):
+    def measure(self, evaluation, model, test_set, *, seed, device, dry_run, teacher=None):
         return Measured(evaluators.top1(model, test_set, batch_size=evaluation.batch_size, device=device))
 
     def describe(self, evaluation):
@@ -232,7 +239,7 @@ class FewShotEpisodes(EvaluationPolicy):
     def metrics(self, evaluation):
         return ("accuracy",)
 
-    def measure(self, evaluation, model, test_set, *, seed, device, dry_run):
+    def measure(self, evaluation, model, test_set, *, seed, device, dry_run, teacher=None):
         found = evaluators.fewshot_accuracy(model, test_set, ways=evaluation.ways, shot=evaluation.shot,
                                             query=evaluation.query, episodes=evaluation.episodes, seed=seed,
                                             batch_size=evaluation.batch_size, device=device)

@@ -66,6 +66,10 @@ class Evaluation:
     domains: tuple[DataSpec, ...] = ()
     #: the split it is measured on (the pretraining corpus has a held-out "val" split)
     split: str = "test"
+    #: retrieval with a teacher: also the share of test queries whose top ``head_to_head``
+    #: holds more correct images for the student than for its teacher, and the reverse
+    #: (Figure 4's claim is about queries, not about Recall@1); 0: not measured
+    head_to_head: int = 0
 
 
 @dataclass(frozen=True)

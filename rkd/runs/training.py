@@ -112,11 +112,13 @@ def build_model(job: Job, catalog: DataCatalog, start_from: Path | nn.Module | N
     return model
 
 
-def measure(job: Job, model: nn.Module, test_set, *, device: torch.device, dry_run: bool):
-    """The job's evaluation of ``model`` on ``test_set`` (a :class:`~rkd.runs.policies.Measured`)."""
+def measure(job: Job, model: nn.Module, test_set, *, device: torch.device, dry_run: bool,
+            teacher: nn.Module | None = None):
+    """The job's evaluation of ``model`` on ``test_set`` (a :class:`~rkd.runs.policies.Measured`);
+    ``teacher``: the job's teacher, for metrics that compare the two."""
     evaluation = job.run.evaluation
     return EVALUATION_POLICIES.get(evaluation.kind).measure(evaluation, model, test_set, seed=job.seed,
-                                                            device=device, dry_run=dry_run)
+                                                            device=device, dry_run=dry_run, teacher=teacher)
 
 
 class TeacherOutputs:
@@ -190,12 +192,13 @@ def train_job(job: Job, *, catalog: DataCatalog, store: ModelStore, device: torc
             checkpoint.unlink(missing_ok=True)  # the finished model lives in the store now
             curve = loss_curve(store.log_path(job.key))
     model.eval()
+    plain_teacher = getattr(teacher, "teacher", teacher)  # the network itself, not its precomputed outputs
     trained = TrainedRun(job, {}, history=history, losses=curve, steps=run.train.steps if run.trains else 0,
                          machine=machine_name(device), date=datetime.date.today().isoformat())
     for domain, test_set in catalog.test_sets(run):
         found = already.get(domain.display)
-        if found is None or EVALUATION_POLICIES.get(run.evaluation.kind).per_episode:
-            measured = measure(job, model, test_set, device=device, dry_run=dry_run)
+        if found is None or EVALUATION_POLICIES.get(run.evaluation.kind).per_episode or run.evaluation.head_to_head:
+            measured = measure(job, model, test_set, device=device, dry_run=dry_run, teacher=plain_teacher)
             found = measured.metrics
             if measured.episodes:
                 trained.episodes[domain.display] = measured.episodes
