@@ -1,9 +1,12 @@
 # rkd-book: two commands.
-#   make book   install, execute every notebook at scale="ci" with papermill into _build/notebooks/,
-#               build the book from a copy of the sources into _build/html (tracked files untouched)
-#   make test   install, unit tests, nbval over the committed notebooks, build the book from the
-#               committed notebooks (no warnings allowed), then check every page in headless Chromium
-# For maintainers: `make notebooks` copies the executed notebooks over the committed ones.
+#   make book   install, execute every notebook at scale="ci" with papermill into _build/notebooks/
+#               (their numbers read from results/), build the book from a copy of the sources into
+#               _build/html (tracked files untouched)
+#   make test   install, the layers and linters, unit tests, a sample of the stored results retrained
+#               bit for bit, nbval over the committed notebooks, the book built from the committed
+#               notebooks (no warnings allowed), then every page checked in headless Chromium
+# For maintainers: `make results` retrains every run of every page and rewrites results/ (hours;
+# resumable); `make notebooks` copies the executed notebooks over the committed ones.
 # Everything installs into .venv (pinned by constraints.txt) and book/node_modules (MathJax,
 # pinned by book/package-lock.json) when missing.
 
@@ -42,7 +45,7 @@ export RKD_CACHE_DIR := $(CURDIR)/.cache
 # the MathJax the book serves (the rkd Sphinx extension copies it into _static/mathjax)
 export RKD_MATHJAX_DIR := $(CURDIR)/book/node_modules/mathjax/es5
 
-.PHONY: book test install system data notebooks unit nbval committed-book browser clean
+.PHONY: book test install system data notebooks lint unit verify-results results nbval committed-book browser clean
 # a recipe that fails leaves no half-written target behind (an executed notebook above all)
 .DELETE_ON_ERROR:
 
@@ -52,7 +55,7 @@ book: install data $(EXECUTED)
 	$(VENV)/bin/jupyter-book build $(BUILD)/src --path-output $(CURDIR) $(JB_FLAGS)
 	@echo "book: open $(BUILD)/html/index.html"
 
-test: install data unit nbval committed-book browser
+test: install data lint unit verify-results nbval committed-book browser
 
 install: $(STAMP) $(NPM_STAMP) system
 
@@ -124,11 +127,30 @@ notebooks: install data $(EXECUTED)
 	cp $(EXECUTED) notebooks/
 	@echo "notebooks: refreshed $(words $(EXECUTED)) committed notebooks from $(BUILD)/notebooks/; review with git diff"
 
+# the package's layers (import-linter contracts in pyproject.toml), style and dead code
+lint: install
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check rkd tests benchmarks
+	$(VENV)/bin/vulture
+
 unit: install
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) tests
 
-# nbval retrains every model from an empty model cache (the glyph renders, a pure function
-# of their config, are kept), so it checks that the committed numbers come out again
+# chains of the stored results (pretrained trunk, teacher, student) retrained from scratch, a sample
+# chosen afresh on each commit, compared with the store bit for bit; stale or missing records fail
+RESULTS_SAMPLE ?= 12
+verify-results: install data
+	$(PY) -m rkd.experiments.results verify --sample $(RESULTS_SAMPLE) --jobs $(PYTEST_WORKERS) \
+	  --seed "$$(git rev-parse HEAD 2>/dev/null || echo uncommitted)"
+
+# every run of every page retrained on this machine's cores, results/ rewritten (resumable: the
+# finished runs wait in .cache/results-run/ until the store is written)
+results: install data
+	$(PY) -m rkd.experiments.results refresh
+
+# nbval re-executes the committed notebooks from an empty model cache (the glyph renders, a pure
+# function of their config, are kept): their numbers come from results/ (verify-results retrains a
+# sample of them), the few models a page draws from are retrained; every output must come out again
 nbval: install data
 	rm -rf $(BUILD)/nbval-cache/models $(BUILD)/nbval-cache/weights $(BUILD)/nbval-cache/checkpoints
 	RKD_CACHE_DIR=$(CURDIR)/$(BUILD)/nbval-cache $(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) \

@@ -319,7 +319,8 @@ def test_table1_paper_preset_follows_the_protocol():
         runs = cub[cub["method"].str.startswith(method + " ") | (cub["method"] == method)]
         runs = runs[runs["role"] == "student"]
         assert sorted(set(runs["L2"])) == sorted("yes" if l2 else "no" for l2 in settings), method
-    assert len(cub[cub["role"] == "hint"]) == 4 and len(p) == 2 * (2 + 4 * (1 + sum(map(len, table1.L2_SETTINGS.values()))))
+    runs_per_size = 1 + sum(map(len, table1.L2_SETTINGS.values()))
+    assert len(cub[cub["role"] == "hint"]) == 4 and len(p) == 2 * (2 + 4 * runs_per_size)
 
 
 def test_table2_and_table3_paper_presets_follow_the_protocol():
@@ -599,7 +600,8 @@ def nothing_is_built(monkeypatch):
 
 
 def test_missing_data_fail_before_any_model_is_built_or_downloaded(tmp_path, nothing_is_built):
-    with pytest.raises(DatasetLayoutError, match=r"cub200 +NOT READY .*CUB_200_2011 not found(.|\n)*python -m rkd.data check"):
+    with pytest.raises(DatasetLayoutError,
+                       match=r"cub200 +NOT READY .*CUB_200_2011 not found(.|\n)*python -m rkd.data check"):
         get("table1").run(scale="paper", data_root=str(tmp_path / "missing"), progress=False,
                           cache_dir=str(tmp_path / "cache"))
 
@@ -656,7 +658,6 @@ def test_page_figures_are_palette_pngs_of_the_rendered_size():
 
 def test_the_reproduce_page_costs_are_the_plans():
     """The 'What a table costs' table of book/reproduce.md says what plan() computes."""
-    import re
 
     page = (Path(__file__).parent.parent / "book" / "reproduce.md").read_text()
     found = {}

@@ -88,7 +88,8 @@ def test_only_the_requested_taps_are_returned():
 
 @pytest.mark.parametrize(
     "name, options, shape",
-    [("small_cnn", {}, (4, 1, 28, 28)), ("conv4", {}, (4, 1, 28, 28)), ("resnet18", {"embedding_dim": 8}, (4, 3, 32, 32))],
+    [("small_cnn", {}, (4, 1, 28, 28)), ("conv4", {}, (4, 1, 28, 28)),
+     ("resnet18", {"embedding_dim": 8}, (4, 3, 32, 32))],
 )
 def test_normalize_gives_unit_rows(name, options, shape):
     x = torch.randn(shape)
@@ -188,7 +189,8 @@ def test_weights_path_ignores_the_imagenet_heads(tmp_path):
     googlenet_state = torchvision.models.GoogLeNet(aux_logits=True, init_weights=True).state_dict()
     assert any(k.startswith("aux1.") for k in googlenet_state)
     torch.save(googlenet_state, tmp_path / "googlenet.pth")
-    _trunk_matches(build_model("googlenet", embedding_dim=8, weights_path=str(tmp_path / "googlenet.pth")), googlenet_state)
+    built = build_model("googlenet", embedding_dim=8, weights_path=str(tmp_path / "googlenet.pth"))
+    _trunk_matches(built, googlenet_state)
 
     resnet_state = torchvision.models.resnet18(num_classes=5).state_dict()
     torch.save(resnet_state, tmp_path / "fine_tuned.pth")
@@ -215,7 +217,8 @@ def test_weights_file_that_does_not_fit_is_reported(tmp_path):
     renamed = dict(state)
     renamed["layer1.0.conv_one.weight"] = renamed.pop("layer1.0.conv1.weight")
     torch.save(renamed, tmp_path / "renamed.pth")
-    with pytest.raises(WeightsFileError, match=r"1 missing key\(s\) \[layer1\.0\.conv1\.weight\].*1 unexpected key\(s\) \[layer1\.0\.conv_one\.weight\]"):
+    with pytest.raises(WeightsFileError, match=r"1 missing key\(s\) \[layer1\.0\.conv1\.weight\].*"
+                                               r"1 unexpected key\(s\) \[layer1\.0\.conv_one\.weight\]"):
         build_model("resnet18", weights_path=tmp_path / "renamed.pth")
 
     reshaped = dict(state, **{"conv1.weight": torch.zeros(64, 3, 3, 3)})

@@ -101,7 +101,7 @@ def run_pipeline(workdir: Path, emit=print, stall_at: tuple[str, int] | None = N
         distiller = Distiller(student, teacher, method, TermContext.from_models(student, teacher))
         sampler = data.MPerClassSampler(train_set.targets, m=4, batch_size=20, batches_per_epoch=7, seed=SEED)
 
-        def evaluate():
+        def evaluate(student=student):
             embeddings, labels = embed(student, test_set, 512, torch.device("cpu"))
             return {f"recall_at_{k}": v for k, v in recall_at_k(embeddings, labels, (1, 2, 4)).items()}
 

@@ -98,7 +98,8 @@ def test_notebook_parameters_refuses_unknown_and_ill_typed():
 def test_paper_tables_are_the_published_numbers():
     t1 = paper_table("table1")
     assert len(t1) == 82
-    row = t1[(t1.dataset == "Cars196") & (t1.embedding_dim == 128) & (t1.method == "RKD-DA") & (t1.l2_normalize == "no")]
+    row = t1[(t1.dataset == "Cars196") & (t1.embedding_dim == 128) & (t1.method == "RKD-DA")
+             & (t1.l2_normalize == "no")]
     assert row.recall_at_1.item() == 82.5
     for name in PAPER_TABLES:
         assert len(paper_table(name)) > 0

@@ -129,7 +129,7 @@ def _copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
 
 # --------------------------------------------------------------- offline page assets
 
-def _offline_assets(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree) -> None:
+def _offline_assets(app: Sphinx, pagename: str, _templatename: str, context: dict[str, Any], doctree) -> None:
     scripts = context.get("script_files")
     if scripts is not None:
         # sphinx-thebe's loader and its inline config (which names a CDN): thebe is off here

@@ -32,13 +32,14 @@ PAGES = {
 }
 
 _COMMON = {
-    "scale": ('"ci"', '"ci": stand-ins on the CPU in minutes; "paper": the paper\'s protocol (GPU, data_root)'),
+    "scale": ('"ci"', '"ci": the offline stand-ins on the CPU (their numbers are read from results/; a run '
+                      'missing there is trained); "paper": the paper\'s protocol and data (GPU, data_root)'),
     "data_root": ("None", "folder holding the paper's datasets in their official layouts (paper scale)"),
     "device": ('"cpu"', '"cpu", "cuda" or "auto"'),
-    "seeds": ("None", "None: the preset's seeds (3); every number is the mean ± std over them"),
+    "seeds": ("None", "None: the preset's seeds; every number is the mean ± std over them"),
     "protocol": ("None", 'None: "authors_code" (what produced the printed numbers); or "paper_text"'),
     "progress": ("True", "progress bars, in the terminal that runs the notebook"),
-    "dry_run": ("False", "True: print the plan, then train every model for 2 steps on the CPU"),
+    "dry_run": ("False", "True: print the plan, then train one run of each code path for 2 steps on the CPU"),
     "cache_dir": ("None", "where trained models are kept (None: the project's .cache/)"),
 }
 
@@ -53,17 +54,18 @@ def _markdown(source: str):
 
 def notebook(name: str) -> nbformat.NotebookNode:
     experiment = get(name)
-    parameters = []
+    parameters = []  # each parameter after its comment: the cell reads on a narrow page
     for param, (default, comment) in _COMMON.items():
-        parameters.append(f"{param} = {default}".ljust(24) + f"# {comment}")
+        parameters += [f"# {comment}", f"{param} = {default}"]
     for param, spec in experiment.parameters.items():
-        parameters.append(f"{param} = {spec.default!r}".ljust(24) + f"# {spec.doc}")
+        parameters += [f"# {spec.doc}", f"{param} = {spec.default!r}"]
     cells = [
         _markdown(f"# {experiment.title}: {experiment.subtitle}\n\n{experiment.intro.strip()}\n\n"
                   "The parameters below select the scale; the committed page was run at `scale=\"ci\"`. "
                   "See *Reproducing a table* for the paper-scale command."),
         _code("\n".join(parameters), "parameters"),
-        _code(f"import rkd\nfrom rkd.experiments import get, notebook_parameters\nfrom rkd.report import page as report\n\n"
+        _code("import rkd\nfrom rkd.experiments import get, notebook_parameters\n"
+              f"from rkd.report import page as report\n\n"
               f"experiment = get({name!r})\nparams = notebook_parameters(globals(), experiment)", "hide-input"),
         _markdown("## Run\n\nProgress is shown in the terminal that runs the notebook, not here."),
         _code("results = experiment.run(**params)", "hide-input"),
@@ -76,10 +78,15 @@ def notebook(name: str) -> nbformat.NotebookNode:
         _code("report.show_samples(experiment, results)", "remove-input"),
         _markdown("## The paper's numbers beside ours\n\n" + experiment.table_note.strip()),
         _code("report.show_side_by_side(experiment, results)", "remove-input"),
-        _markdown("## Do the paper's claims hold here?\n\nEach claim is a set of comparisons \"A beats B\". On our "
-                  "numbers a comparison **holds** when the 95% t-interval of the paired difference (same seed, "
-                  "same data) lies above 0, is **reversed** when it lies below 0, and is otherwise **not "
-                  "distinguishable at this scale**. On the paper's single numbers it only holds or does not."),
+        _markdown("## Do the paper's claims hold here?\n\nEach claim is a set of comparisons \"A beats B\" "
+                  "(or \"A falls below B\", \"A is equivalent to B within a margin\"), each judged on the paired "
+                  "difference over seeds (same seed, same data). A few comparisons per page are **primary**: the "
+                  "paper's headline statements, named before the runs, judged together with Holm's correction; "
+                  "the others are **exploratory**, corrected with Benjamini-Hochberg, and read as leads. The forest "
+                  "plot shows each difference with its corrected 95% interval and, where the paper has both "
+                  "numbers, the paper's own difference; the verdict is in colour and in words. On the paper's "
+                  "single numbers a claim only holds or does not (or, where the paper prints intervals, is not "
+                  "distinguishable there)."),
         _code("report.show_claims(experiment, results)", "remove-input"),
         _code("report.show_figure(experiment, results)", "remove-input"),
         _markdown("## Training curves\n\nFrom the training log each run writes beside its checkpoint "

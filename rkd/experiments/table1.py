@@ -39,7 +39,7 @@ L2_SETTINGS: dict[str, tuple[bool, ...]] = {
     "RKD-DA": (True, False),
     "RRD": (True, False),
 }
-RKD = ("RKD-D", "RKD-A", "RKD-DA")
+
 
 CI = MetricRecipe(
     teacher=ModelSpec("small_cnn_wide", (("in_channels", 1), ("taps", TAP_NAMES))),
@@ -104,7 +104,8 @@ normalisation only).
         ),
         "paper": Preset(
             scale="paper", datasets=(D.CUB200, D.CARS196), recipe=PAPER,
-            grid={"embedding_dims": (16, 32, 64, 128), "no_l2": tuple(m for m, l2s in L2_SETTINGS.items() if False in l2s)},
+            grid={"embedding_dims": (16, 32, 64, 128),
+                  "no_l2": tuple(m for m, l2s in L2_SETTINGS.items() if False in l2s)},
             notes="the paper's protocol: ImageNet-pretrained ResNet50-512 teacher, ResNet18 students, 224x224 crops",
         ),
     }

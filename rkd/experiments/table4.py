@@ -97,7 +97,8 @@ attention loss is a mean over each map's entries, so on these tiny maps it is la
 and with the paper's weight (50) and SGD at learning rate 0.1 it swamps cross-entropy:
 in the training curves below the Attention students' cross-entropy never falls from
 its starting value (ln 100 = 4.6 on the 100-class set), their features barely vary
-between images, and their top-1 stays at a few percent (chance: 1 %). The same follows for the comparisons that involve them (Attention+RKD-DA
+between images, and their top-1 stays at a few percent (chance: 1 %). The same follows for
+the comparisons that involve them (Attention+RKD-DA
 "beats" Attention only because Attention did not train).
 """
     presets = {

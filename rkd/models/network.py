@@ -145,7 +145,7 @@ class FeatureNetwork(nn.Module):
             outputs[tap] = features[tap]
         return outputs
 
-    def __deepcopy__(self, memo: dict) -> "FeatureNetwork":
+    def __deepcopy__(self, memo: dict) -> FeatureNetwork:
         """The default deep copy, then every module's train/eval flag restored.
 
         torchvision's traced trunk (a ``DualGraphModule``) re-runs its constructor when

@@ -222,7 +222,8 @@ def conv4(
         taps: which of ``"block2"``, ``"block3"``, ``"block4"`` (the blocks' outputs,
             after their max-pool) to return as well.
     """
-    for option, value in (("in_channels", in_channels), ("input_size", input_size), ("hidden_channels", hidden_channels)):
+    sizes = (("in_channels", in_channels), ("input_size", input_size), ("hidden_channels", hidden_channels))
+    for option, value in sizes:
         if value < 1:
             raise ValueError(f"{option} must be a positive int, got {value}")
     if input_size < 16:

@@ -22,7 +22,7 @@ class ModelSpec:
     def build(self, **overrides: Any) -> nn.Module:
         return build_model(self.name, **{**dict(self.options), **overrides})
 
-    def without_pretrained(self) -> "ModelSpec":
+    def without_pretrained(self) -> ModelSpec:
         """The same network from a random initialisation (a dry run must not download)."""
         return replace(self, options=tuple((k, False if k == "pretrained" else v) for k, v in self.options))
 

@@ -86,10 +86,12 @@ def _embedding_network(
 ) -> FeatureNetwork:
     if _wants_imagenet(pretrained):
         state = download_imagenet_state_dict(imagenet_weights)
-        load_backbone_state_dict(backbone, state, source=f"torchvision's {imagenet_weights}", head_prefixes=head_prefixes)
+        load_backbone_state_dict(backbone, state, source=f"torchvision's {imagenet_weights}",
+                                 head_prefixes=head_prefixes)
     elif weights_path is not None:
         state = read_state_dict(weights_path)
-        load_backbone_state_dict(backbone, state, source=f"weights_path {os.fspath(weights_path)!r}", head_prefixes=head_prefixes)
+        load_backbone_state_dict(backbone, state, source=f"weights_path {os.fspath(weights_path)!r}",
+                                 head_prefixes=head_prefixes)
     return FeatureNetwork(
         backbone,
         pooled_node="flatten",

@@ -103,7 +103,8 @@ def load_backbone_state_dict(
             hint = " (keys start with 'module.': strip that DataParallel prefix before saving)"
         raise WeightsFileError(
             f"{source} does not match the {type(backbone).__name__} backbone{hint}: "
-            f"{len(missing)} missing key(s) {_preview(missing)}, {len(unexpected)} unexpected key(s) {_preview(unexpected)}"
+            f"{len(missing)} missing key(s) {_preview(missing)}, "
+            f"{len(unexpected)} unexpected key(s) {_preview(unexpected)}"
         )
     try:
         backbone.load_state_dict(body, strict=False)

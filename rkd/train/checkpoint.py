@@ -207,7 +207,8 @@ class Checkpointer:
             )
         if state.get("numerics") != self.numerics:
             raise CheckpointMismatchError(
-                f"checkpoint {path} was written with other numerics ({_difference(state.get('numerics'), self.numerics)})"
+                f"checkpoint {path} was written with other numerics "
+                f"({_difference(state.get('numerics'), self.numerics)})"
                 f", which give other results; pass the fit() options of the first run, or delete the checkpoint "
                 f"to start afresh"
             )

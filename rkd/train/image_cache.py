@@ -41,7 +41,10 @@ _DETERMINISTIC_PREFIX = (v2.Resize, v2.CenterCrop, v2.Grayscale)
 def split_transform(transform) -> tuple[list, object | None]:
     """``(cached, rest)``: the leading deterministic transforms of a ``v2.Compose`` and
     a callable for the remaining ones (None when nothing remains)."""
-    steps = list(transform.transforms) if isinstance(transform, v2.Compose) else ([] if transform is None else [transform])
+    if isinstance(transform, v2.Compose):
+        steps = list(transform.transforms)
+    else:
+        steps = [] if transform is None else [transform]
     cut = 0
     while cut < len(steps) and isinstance(steps[cut], _DETERMINISTIC_PREFIX):
         cut += 1
