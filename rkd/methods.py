@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from rkd.models.network import TAP_NAMES
+from rkd.outputs import TAP_NAMES
 from rkd.registry import Registry, UnknownNameError
 
 __all__ = ["Stage", "Method", "METHODS", "TASKS", "get_method", "methods_for_task"]

@@ -38,7 +38,7 @@ RUNS = {
     "RKD-DA local anchors": ("RKD-DA", {}, {"angle_anchors": "local"}),
     "RRD": ("RRD", {"rrd": {"queue_size": 12, "feat_dim": 4}}, {}),
     "Triplet": ("Triplet", {}, {}),
-    # two stages (the regressors unused in the second), learned regressors, a feature-map tap
+    # its hint stage (each stage trains as a run of its own): learned regressors, a feature-map tap
     "FitNet": ("FitNet", {"fitnet": {"hints": ("block2", "embedding")}}, {}),
 }
 RESUMED = "RRD"  # the run also trained killed-and-resumed, with a loader worker
@@ -87,6 +87,8 @@ def make_distiller(name: str) -> Distiller:
     method = get_method(method_name, task="metric")
     for term, term_options in options.items():
         method = method.with_term_options(term, **term_options)
+    if len(method.stages) > 1:
+        method = method.only_stage(0)
     return Distiller(student, teacher, method, TermContext.from_models(student, teacher))
 
 

@@ -15,7 +15,7 @@ still take a processor-dependent path (DarkRank's ``d^3`` once did: the backward
 import hashlib
 import sys
 
-import rkd  # first: the CPU pin goes into the environment before torch loads
+import rkd.pin  # noqa: F401  (first: the CPU pin goes into the environment before torch loads)
 import torch
 
 from rkd.data.splits import load_split

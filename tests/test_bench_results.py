@@ -3,6 +3,7 @@ page): the writer's schema, the committed files' schema, and the loader benchmar
 end at a tiny size."""
 from __future__ import annotations
 
+import csv
 import datetime
 import importlib
 import json
@@ -60,3 +61,28 @@ def test_the_loader_benchmark_runs_end_to_end(tmp_path, capsys):
     record = json.loads((tmp_path / "loader_cpu.json").read_text())
     check_schema(record, "loader")
     assert [row["workers"] for row in record["rows"]] == [0, 1]
+
+
+@pytest.mark.slow
+def test_the_losses_benchmark_writes_its_series(tmp_path, monkeypatch, capsys):
+    """bench_losses at two tiny sizes: a line per size with `ratio authors/ours` and the
+    float64-reference errors, RKD-A's peak memory both ways, and the series in the JSON
+    schema and as CSV with the machine, date and command on every row."""
+    bench_losses = importlib.import_module("bench_losses")
+    monkeypatch.setitem(bench_losses.SWEEPS, "quick", {"distance": ((8,), (4,)), "angle": ((6,), (3,))})
+    bench_losses.main(["--quick", "--repeats", "1", "--results-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert out.count("ratio authors/ours") >= 4 and out.count("error vs float64") == 2
+    assert "(a) warm child" in out and "(b) cold child" in out
+    record = json.loads((tmp_path / "losses_cpu.json").read_text())
+    check_schema(record, "losses")
+    distance, angle = record["rows"]
+    assert (distance["loss"], distance["N"], angle["loss"], angle["N"]) == ("RKD-D", 8, "RKD-A", 6)
+    assert all(angle[f"{form}_{way}_peak_mib"] >= 0 for form in ("ours", "authors") for way in ("warm", "cold"))
+    assert all(row[f"{form}_loss_error"] < 1e-5 for row in record["rows"] for form in ("ours", "authors"))
+    assert "RKD-A lowest time ratio authors/ours over the sweep" in record["summary"]
+    with open(tmp_path / "losses_cpu.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["loss"] for row in rows] == ["RKD-D", "RKD-A"]
+    assert rows[0]["machine"] == record["machine"]["cpu"] and rows[0]["command"] == record["command"]
+    assert record["command"].startswith(".venv/bin/python benchmarks/bench_losses.py --quick")

@@ -17,11 +17,11 @@ from rkd.data import EpisodeSampler, MPerClassSampler
 from rkd.data.samplers import ShardedBatchSampler, shard_positions, shard_sizes
 from rkd.experiments.launch import parse_value
 from rkd.losses import rkd_angle
+from rkd.losses.terms import LOSS_TERMS, TermContext
 from rkd.train import TrainConfig
 from rkd.train.checkpoint import Checkpointer
-from rkd.train.distributed import DataParallel, DataParallelOptions, _use_sync_batchnorm
+from rkd.train.distributed import ANGLE_ANCHORS, DataParallel, DataParallelOptions, _use_sync_batchnorm
 from rkd.train.guard import NonFiniteGuard, NonFiniteLossError, ProcessesDisagreeError
-from rkd.train.local_angle import rkd_angle_over_vertices
 
 TESTS = Path(__file__).parent
 
@@ -47,8 +47,9 @@ def assert_close_gradients(single, parallel, what):
             if g1 is not None:
                 # relative to the largest gradient: a bias that RKD's translation invariance leaves
                 # at ~1e-8 differs by rounding only
+                where = f"{what}, step {step}, parameter {index}"
                 torch.testing.assert_close(g2, g1, rtol=1e-4, atol=1e-5 * scale,
-                                           msg=lambda m: f"{what}, step {step}, parameter {index}: {m}")
+                                           msg=lambda m, where=where: f"{where}: {m}")
 
 
 def assert_trains_as_one_process(single, found, what):
@@ -61,14 +62,14 @@ def assert_trains_as_one_process(single, found, what):
     assert found["state"].keys() == single["state"].keys()
     for key, value in single["state"].items():
         torch.testing.assert_close(found["state"][key], value, rtol=1e-5, atol=1e-6,
-                                   msg=lambda m: f"{what}, {key}: {m}")
+                                   msg=lambda m, key=key: f"{what}, {key}: {m}")
 
 
 @pytest.mark.slow
 def test_two_processes_train_as_one(tmp_path):
     """Two processes (torchrun, gloo, CPU), one global batch of 9 split 5 + 4, for RKD-DA
-    (also with RKD-A's local anchors), RRD, Triplet and FitNet (a feature-map tap, learned
-    regressors, two stages):
+    (also with RKD-A's local anchors), RRD, Triplet and FitNet's hint stage (a feature-map
+    tap, learned regressors):
 
     - the loss terms, the gradient handed to the optimiser at every step and the weights
       after the last of 4 SGD steps equal the single-process run's within float tolerance,
@@ -132,26 +133,75 @@ def test_sharded_samplers_give_the_global_batch_with_every_class_whole():
         assert [i for part in parts for i in part] == episode  # the class-major layout is kept
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("bounds", [(0, 5, 13), (0, 7, 13), (0, 1, 2, 13)])
-def test_rkd_angle_over_a_partition_of_the_vertices_sums_to_rkd_angle(bounds):
+def test_rkd_angle_over_a_partition_of_the_vertices_sums_to_rkd_angle(bounds, dtype):
     generator = torch.Generator().manual_seed(0)
-    student = torch.randn(13, 5, dtype=torch.float64, generator=generator, requires_grad=True)
-    teacher = torch.randn(13, 7, dtype=torch.float64, generator=generator)
+    student = torch.randn(13, 5, dtype=dtype, generator=generator).requires_grad_(True)
+    teacher = torch.randn(13, 7, dtype=dtype, generator=generator)
     whole = rkd_angle(student, teacher)
     (whole_grad,) = torch.autograd.grad(whole, student)
-    parts = sum(rkd_angle_over_vertices(student, teacher, a, b) for a, b in zip(bounds, bounds[1:]))
+    parts = sum(rkd_angle(student, teacher, vertices=slice(a, b)) for a, b in zip(bounds, bounds[1:]))
     (parts_grad,) = torch.autograd.grad(parts, student)
-    assert parts.item() == pytest.approx(whole.item(), rel=1e-12)
-    torch.testing.assert_close(parts_grad, whole_grad, rtol=1e-10, atol=1e-14)
+    # float64: the same sums in another order; float32: a float32 rounding of each part
+    tolerance = dict(rtol=1e-12, atol=1e-16) if dtype == torch.float64 else dict(rtol=2e-6, atol=1e-9)
+    torch.testing.assert_close(parts, whole, **tolerance)
+    torch.testing.assert_close(parts_grad, whole_grad, **tolerance)
 
 
-def test_rkd_angle_over_vertices_gradcheck():
+def test_rkd_angle_over_vertices_gradcheck_and_bad_ranges():
     generator = torch.Generator().manual_seed(1)
     student = torch.randn(7, 4, dtype=torch.float64, generator=generator, requires_grad=True)
     teacher = torch.randn(7, 3, dtype=torch.float64, generator=generator)
-    assert torch.autograd.gradcheck(lambda s: rkd_angle_over_vertices(s, teacher, 2, 5), (student,))
+    assert torch.autograd.gradcheck(lambda s: rkd_angle(s, teacher, vertices=range(2, 5)), (student,))
+    assert rkd_angle(student, teacher, vertices=slice(4, 4)).item() == 0.0
     with pytest.raises(ValueError, match="not within the batch"):
-        rkd_angle_over_vertices(student, teacher, 3, 9)
+        rkd_angle(student, teacher, vertices=slice(3, 9))
+    with pytest.raises(TypeError, match="step 1"):
+        rkd_angle(student, teacher, vertices=slice(0, 7, 2))
+
+
+class RowJob:
+    """What a term split over rows asks of a DataParallel: this process's rows, the sum
+    over processes (here the other process's part is made up) and the number of processes."""
+
+    world_size = 2
+
+    def __init__(self, rows, other_part):
+        self.rows, self.other_part = rows, other_part
+
+    def own_rows(self):
+        return self.rows
+
+    def all_sum(self, part):
+        return part.detach() + self.other_part
+
+
+def test_local_anchors_go_through_the_terms_own_row_split():
+    """ANGLE_ANCHORS["local"] wraps any term that says it splits over rows, through
+    LossTerm.forward_rows: the value is the sum of the processes' parts, the gradient W
+    times this process's part; the term is put back afterwards. RKD-A's rows over a
+    partition add up to its whole loss."""
+    term = LOSS_TERMS.get("rkd_angle")(TermContext(student_dim=5, teacher_dim=7))
+    assert term.splits_over_rows and not LOSS_TERMS.get("rkd_distance")(TermContext(student_dim=5)).splits_over_rows
+    generator = torch.Generator().manual_seed(2)
+    student = {"embedding": torch.randn(9, 5, dtype=torch.float64, generator=generator, requires_grad=True)}
+    teacher = {"embedding": torch.randn(9, 7, dtype=torch.float64, generator=generator)}
+    labels = torch.zeros(9, dtype=torch.long)
+    whole = term(student, teacher, labels)
+    first, second = (term.forward_rows(student, teacher, labels, rows) for rows in (range(0, 5), range(5, 9)))
+    torch.testing.assert_close(first + second, whole, rtol=1e-12, atol=0)
+
+    restore = ANGLE_ANCHORS.get("local")(term, RowJob(range(0, 5), second.detach()))
+    shared = term(student, teacher, labels)
+    torch.testing.assert_close(shared, whole, rtol=1e-12, atol=0)
+    (shared_grad,) = torch.autograd.grad(shared, student["embedding"])
+    (first_grad,) = torch.autograd.grad(first, student["embedding"])
+    torch.testing.assert_close(shared_grad, 2 * first_grad)
+    restore()
+    assert "forward" not in vars(term) and ANGLE_ANCHORS.get("global")(term, RowJob(range(0, 5), second)) is None
+    with pytest.raises(NotImplementedError, match="not a sum over rows"):
+        LOSS_TERMS.get("rkd_distance")(TermContext(student_dim=5)).forward_rows(student, teacher, labels, range(2))
 
 
 def test_sync_batchnorm_holds_the_same_tensors_and_is_put_back():

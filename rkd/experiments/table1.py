@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..models import TAP_NAMES
+from ..outputs import TAP_NAMES
 from ..models.spec import ModelSpec
 from ..paper import paper_table
 from ..train import TrainConfig

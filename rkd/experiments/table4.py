@@ -8,7 +8,7 @@ compressed into a few hundred steps.
 """
 from __future__ import annotations
 
-from ..models import TAP_NAMES
+from ..outputs import TAP_NAMES
 from ..models.spec import ModelSpec
 from ..paper import paper_table
 from ..train import TrainConfig

@@ -7,7 +7,7 @@ evaluation alphabets disjoint, 20 renders per character).
 """
 from __future__ import annotations
 
-from ..models import TAP_NAMES
+from ..outputs import TAP_NAMES
 from ..models.spec import ModelSpec
 from ..train import TrainConfig
 from . import datasets as D

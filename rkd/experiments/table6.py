@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..models import TAP_NAMES
+from ..outputs import TAP_NAMES
 from ..models.spec import ModelSpec
 from ..train import TrainConfig
 from . import datasets as D

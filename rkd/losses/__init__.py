@@ -1,6 +1,8 @@
 """Losses of Relational Knowledge Distillation and its baselines, one concept per module.
 
 - :mod:`rkd.losses.relational`: RKD distance and angle (eq. 5-10), RKD-DA, RRD.
+- :mod:`rkd.losses.pairwise`: the squared distances behind them (Gram matrix, error bound,
+  close pairs from their differences, hand-written backward).
 - :mod:`rkd.losses.individual`: HKD (eq. 2), FitNet (eq. 3), attention transfer.
 - :mod:`rkd.losses.metric`: triplet with distance-weighted sampling (eq. 12), DarkRank.
 - :mod:`rkd.losses.fewshot`: prototypical loss.

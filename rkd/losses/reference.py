@@ -18,7 +18,8 @@ def authors_pdist(e: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Pairwise Euclidean distances from the Gram matrix, squared values clamped at
     ``eps``, diagonal set to zero."""
     squared_norms = e.pow(2).sum(dim=1)
-    res = (squared_norms.unsqueeze(1) + squared_norms.unsqueeze(0) - 2 * e @ e.t()).clamp(min=eps).sqrt()  # portable-numerics: ok (a reference form, only in tests and benchmarks)
+    squared = squared_norms.unsqueeze(1) + squared_norms.unsqueeze(0) - 2 * e @ e.t()
+    res = squared.clamp(min=eps).sqrt()  # portable-numerics: ok (a reference form, only in tests and benchmarks)
     res = res.clone()
     res[range(len(e)), range(len(e))] = 0
     return res

@@ -24,14 +24,10 @@ from rkd.losses.fewshot import prototypical_loss, split_episode
 from rkd.losses.individual import FitNetLoss, attention_loss, hkd
 from rkd.losses.metric import DarkRankLoss, DistanceWeightedSampler, TripletLoss
 from rkd.losses.relational import RRDLoss, rkd_angle, rkd_distance
+from rkd.outputs import EMBEDDING, LOGITS, TAP_NAMES
 from rkd.registry import Registry
 
 __all__ = ["TermContext", "LossTerm", "LOSS_TERMS"]
-
-EMBEDDING = "embedding"
-LOGITS = "logits"
-BLOCKS = ("block2", "block3", "block4")
-
 
 @dataclass(frozen=True)
 class TermContext:
@@ -56,7 +52,7 @@ class TermContext:
 
     @classmethod
     def from_models(cls, student: nn.Module, teacher: nn.Module | None = None, *,
-                    num_classes: int | None = None, episode: tuple[int, int, int] | None = None) -> "TermContext":
+                    num_classes: int | None = None, episode: tuple[int, int, int] | None = None) -> TermContext:
         """Read ``embedding_dim`` and ``tap_channels`` off models that follow the contract."""
         return cls(
             student_dim=student.embedding_dim,
@@ -80,16 +76,33 @@ def _output(outputs: Mapping[str, Tensor] | None, key: str, role: str, term: str
 
 
 class LossTerm(nn.Module):
-    """Base class. ``needs_teacher`` says whether ``forward`` reads the teacher's outputs."""
+    """Base class. ``needs_teacher`` says whether ``forward`` reads the teacher's outputs.
+
+    ``splits_over_rows`` says whether the term's loss is a sum of parts, one per row of
+    the batch, that :meth:`forward_rows` computes for any range of rows (RKD-A: the
+    triples whose angle's vertex is the row). Data-parallel processes can then each
+    compute their own rows' part against the whole gathered batch instead of all of it
+    (:mod:`rkd.train.distributed`, ``angle_anchors="local"``).
+    """
 
     needs_teacher: bool = True
     term_name: str = "term"
+    splits_over_rows: bool = False
 
     def forward(self, student: Mapping[str, Tensor], teacher: Mapping[str, Tensor] | None,
                 labels: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def forward_rows(self, student: Mapping[str, Tensor], teacher: Mapping[str, Tensor] | None, labels: Tensor,
+                     rows: range) -> Tensor:
+        """The part of :meth:`forward`'s loss that belongs to ``rows`` of the batch: over a
+        partition of the rows the parts add up to the loss, gradients included. Only for
+        terms whose ``splits_over_rows`` is True."""
+        raise NotImplementedError(f"loss term {self.term_name!r} is not a sum over rows (splits_over_rows is False); "
+                                  f"compute it whole with forward()")
 
+
+#: loss-term name -> ``factory(context, **options)`` building the term: the one registry of loss terms
 LOSS_TERMS: Registry = Registry("loss term")
 
 
@@ -180,12 +193,17 @@ class RKDDistanceTerm(_EmbeddingPairTerm):
 
 
 class RKDAngleTerm(_EmbeddingPairTerm):
-    """RKD-A (eq. 10) on ``"embedding"``; ``normalize`` as for RKD-D."""
+    """RKD-A (eq. 10) on ``"embedding"``; ``normalize`` as for RKD-D. A sum over rows: a
+    row's part holds the triples whose angle's vertex it is (``rkd_angle(vertices=...)``)."""
 
     term_name = "rkd_angle"
+    splits_over_rows = True
 
     def forward(self, student, teacher, labels):
         return rkd_angle(*self._pair(student, teacher))
+
+    def forward_rows(self, student, teacher, labels, rows):
+        return rkd_angle(*self._pair(student, teacher), vertices=rows)
 
 
 class HKDTerm(LossTerm):
@@ -216,7 +234,7 @@ class FitNetTerm(LossTerm):
 
     term_name = "fitnet"
 
-    def __init__(self, context: TermContext, hints: Sequence[str] = (*BLOCKS, EMBEDDING),
+    def __init__(self, context: TermContext, hints: Sequence[str] = (*TAP_NAMES, EMBEDDING),
                  learn_regressors: bool = True):
         super().__init__()
         self.learn_regressors = bool(learn_regressors)
@@ -239,7 +257,7 @@ class FitNetTerm(LossTerm):
                 raise ValueError(
                     f"fitnet hint {hint!r} is not a tap of the {' and '.join(missing)} "
                     f"(TermContext tap channels: student {dict(context.student_tap_channels)}, teacher "
-                    f"{dict(context.teacher_tap_channels)}); build the models with taps={BLOCKS}"
+                    f"{dict(context.teacher_tap_channels)}); build the models with taps={TAP_NAMES}"
                 )
             self.regressors[hint] = FitNetLoss(context.student_tap_channels[hint], context.teacher_tap_channels[hint],
                                                learn_regressor=self.learn_regressors)
@@ -258,7 +276,7 @@ class AttentionTerm(LossTerm):
 
     term_name = "attention"
 
-    def __init__(self, blocks: Sequence[str] = BLOCKS):
+    def __init__(self, blocks: Sequence[str] = TAP_NAMES):
         super().__init__()
         self.blocks = (blocks,) if isinstance(blocks, str) else tuple(blocks)
         if not self.blocks:

@@ -27,7 +27,7 @@ name                network
 ==================  ===========================================================
 """
 from .build import MODELS, build_model, model_names, model_options
-from .network import TAP_NAMES, FeatureNetwork
+from .network import FeatureNetwork
 from .weights import PretrainedWeightsUnavailableError, WeightsFileError
 from . import small, torchvision_nets  # noqa: F401,E402  (register the builders)
 
@@ -37,7 +37,6 @@ __all__ = [
     "model_names",
     "model_options",
     "FeatureNetwork",
-    "TAP_NAMES",
     "PretrainedWeightsUnavailableError",
     "WeightsFileError",
 ]

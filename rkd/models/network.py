@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
-__all__ = ["FeatureNetwork", "TAP_NAMES"]
+
+__all__ = ["FeatureNetwork"]
 
 #: The tap names of the package, shallow to deep (ResNet ``layer2``-``layer4`` and
 #: their counterparts in the other networks).
-TAP_NAMES = ("block2", "block3", "block4")
 
 _POOLED = "pooled"
 

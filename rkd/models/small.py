@@ -12,7 +12,8 @@ import os
 from torch import nn
 
 from .build import MODELS
-from .network import TAP_NAMES, FeatureNetwork
+from ..outputs import TAP_NAMES
+from .network import FeatureNetwork
 from .weights import load_backbone_state_dict, read_state_dict
 
 __all__ = ["SmallConvTrunk", "Conv4Trunk", "small_cnn", "small_cnn_wide", "conv4"]

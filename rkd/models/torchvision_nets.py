@@ -34,7 +34,8 @@ from torch import nn
 from torchvision.models import WeightsEnum
 
 from .build import MODELS
-from .network import TAP_NAMES, FeatureNetwork
+from ..outputs import TAP_NAMES
+from .network import FeatureNetwork
 from .weights import download_imagenet_state_dict, load_backbone_state_dict, read_state_dict
 
 __all__ = [

@@ -18,7 +18,8 @@ Modules, each one concern:
 - :mod:`rkd.train.log`: the CSV training log;
 - :mod:`rkd.train.distributed`: several processes under ``torchrun`` training one model on
   the single-process batch (DistributedDataParallel, gathered losses), with
-  :mod:`rkd.train.local_angle` for RKD-A's "local anchors";
+  RKD-A's "local anchors" (each process the triples whose vertex is one of its rows,
+  through the loss terms that split over rows);
 - :mod:`rkd.train.loop`: :func:`fit`, which puts them in order.
 """
 from .checkpoint import CHECKPOINT_FORMAT, CheckpointMismatchError

@@ -49,11 +49,14 @@ the single-process objective). SyncBatchNorm does not run on the CPU, where stat
 per process (a warning says so when the student has BatchNorm layers). DDP broadcasts
 rank 0's buffers (running statistics, the RRD queue) before every forward.
 
-**RKD-A local anchors** (``angle_anchors="local"``): RKD-A costs N^3 in the global batch
-N. With local anchors each process computes only the triples whose vertex is one of its
-own rows, against the whole gathered batch (:mod:`rkd.train.local_angle`); the parts sum
-to the same loss, the value reported is that sum (the same on every process), the
-gradient is scaled by W as derived above. N^3 / W per process instead of N^3.
+**Local anchors** (``angle_anchors="local"``): RKD-A costs N^3 in the global batch N.
+A loss term whose loss is a sum of per-row parts says so (``LossTerm.splits_over_rows``;
+RKD-A: a row's part holds the triples whose angle's vertex it is) and computes the parts
+of any rows (``LossTerm.forward_rows``, for RKD-A ``rkd_angle(..., vertices=rows)``). With
+local anchors each process computes only its own rows' part of every such term, against
+the whole gathered batch; the parts sum to the same loss, the value reported is that sum
+(the same on every process), the gradient is scaled by W as derived above: N^3 / W per
+process instead of N^3 for RKD-A. This module asks the terms, never which loss they are.
 
 **Checkpoints, logs, progress bars**: rank 0 writes (atomically, as always); every process
 loads the same checkpoint on resume (several machines need a shared file system), and
@@ -87,19 +90,40 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.samplers import ShardedBatchSampler, shard_positions, shard_sizes
-from ..losses.terms import RKDAngleTerm
+from ..losses.terms import LossTerm
 from ..registry import Registry
 from .checkpoint import rng_state, set_rng_state
-from .local_angle import rkd_angle_over_vertices
 
 __all__ = ["DataParallel", "DataParallelOptions", "AllGatherRows", "ANGLE_ANCHORS", "setup", "teardown",
            "configure", "is_main_process", "rank_zero_decides"]
 
-#: how RKD-A's N^3 triples are shared between the processes
-ANGLE_ANCHORS: Registry[str] = Registry("RKD-A anchors")
-ANGLE_ANCHORS.register("global", "every process computes all N^3 triples of the gathered batch, as one process does")
-ANGLE_ANCHORS.register("local", "each process computes the triples whose vertex is one of its own rows, against the "
-                                "whole gathered batch: the same loss at N^3 / W per process")
+
+def _whole(term: LossTerm, parallel: DataParallel) -> None:
+    """Every process computes the whole term on the gathered batch, as one process does."""
+    return None
+
+
+def _own_rows(term: LossTerm, parallel: DataParallel) -> Callable[[], None]:
+    """The term over this process's rows only (``term.forward_rows``): the value returned
+    is the sum of every process's part (the loss itself, on every process), the gradient
+    W times this process's part (see the module docstring). Returns what undoes it."""
+
+    def forward(student, teacher, labels):
+        part = term.forward_rows(student, teacher, labels, parallel.own_rows())
+        total = parallel.all_sum(part)
+        scaled = part * parallel.world_size
+        return scaled + (total - scaled.detach())  # value: the loss; gradient: W x this part's
+
+    term.forward = forward
+    return lambda: vars(term).pop("forward", None)
+
+
+#: how the processes share the loss terms that are sums of per-row parts
+#: (``LossTerm.splits_over_rows``, RKD-A's N^3 triples): each entry takes such a term and
+#: the job, sets the term up for the run and returns what undoes that (None: nothing to undo)
+ANGLE_ANCHORS: Registry[Callable[[LossTerm, DataParallel], Callable[[], None] | None]] = Registry("RKD-A anchors")
+ANGLE_ANCHORS.register("global", _whole)
+ANGLE_ANCHORS.register("local", _own_rows)
 
 
 @dataclass(frozen=True)
@@ -132,7 +156,7 @@ def configure(**options: Any) -> DataParallelOptions:
 
 
 def setup(device: str = "auto", *, backend: str | None = None, timeout_minutes: float | None = None,
-          **options: Any) -> "DataParallel | None":
+          **options: Any) -> DataParallel | None:
     """Join the torchrun job this process was started by, if any.
 
     Reads torchrun's environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
@@ -238,7 +262,7 @@ class DataParallel:
         self._sizes: list[int] | None = None  # the ranks' rows of the current step's global batch
 
     @classmethod
-    def current(cls) -> "DataParallel | None":
+    def current(cls) -> DataParallel | None:
         """The job this process belongs to (``torch.distributed`` initialised, two or more
         processes), else None: a single process trains as always."""
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
@@ -258,6 +282,12 @@ class DataParallel:
     def shard(self, batch_size: int) -> range:
         """The positions of a global batch of ``batch_size`` that this process loads."""
         return shard_positions(batch_size, self.rank, self.world_size)
+
+    def own_rows(self) -> range:
+        """This process's rows of the current step's global batch (after :meth:`begin_batch`)."""
+        if self._sizes is None:
+            raise RuntimeError("DataParallel.own_rows before begin_batch: the global batch size is not known")
+        return self.shard(sum(self._sizes))
 
     def begin_batch(self, batch_size: int) -> None:
         """The global batch of the coming step has ``batch_size`` items (the gathers need
@@ -363,14 +393,15 @@ class DataParallel:
         """What a checkpoint records of the parallel setting (a resume must use the same)."""
         setting: dict[str, Any] = {"world_size": self.world_size,
                                    "sync_batchnorm": self.syncs_batchnorm(distiller, device)}
-        if any(isinstance(term, RKDAngleTerm) for term in getattr(distiller, "terms", {}).values()):
+        if any(term.splits_over_rows for term in _loss_terms(distiller)):
             setting["rkd_angle_anchors"] = self.options.angle_anchors
         return {"data_parallel": setting}
 
     @contextmanager
     def replicate(self, distiller: nn.Module, device: torch.device) -> Iterator[DistributedDataParallel]:
-        """The distiller as DDP trains it: SyncBatchNorm (see :meth:`syncs_batchnorm`), RKD-A
-        with local anchors when asked, wrapped in DistributedDataParallel; all undone on exit.
+        """The distiller as DDP trains it: SyncBatchNorm (see :meth:`syncs_batchnorm`), the
+        terms that split over rows shared as ``angle_anchors`` says, wrapped in
+        DistributedDataParallel; all undone on exit.
 
         DDP holds every trainable parameter of the distiller (the student's and the loss
         terms'; the teacher is frozen). ``find_unused_parameters``: some are unused at some
@@ -385,9 +416,10 @@ class DataParallel:
                 why = "is switched off" if self.options.sync_batchnorm is False else "runs on CUDA only"
                 warnings.warn(f"the student's BatchNorm statistics are computed per process on {device.type!r} "
                               f"(SyncBatchNorm {why}): the numbers are not those of one process", stacklevel=3)
-            if self.options.angle_anchors == "local":
-                undo += [_use_local_anchors(term, self) for term in getattr(distiller, "terms", {}).values()
-                         if isinstance(term, RKDAngleTerm)]
+            share = ANGLE_ANCHORS.get(self.options.angle_anchors)
+            for term in _loss_terms(distiller):
+                if term.splits_over_rows and (restore := share(term, self)) is not None:
+                    undo.append(restore)
             device_ids = [device.index if device.index is not None else torch.cuda.current_device()] \
                 if device.type == "cuda" else None
             # buffers (BatchNorm statistics, the RRD queue) are rank 0's at every forward: DDP's default
@@ -425,18 +457,6 @@ def _use_sync_batchnorm(module: nn.Module) -> Callable[[], None]:
     return restore
 
 
-def _use_local_anchors(term: RKDAngleTerm, parallel: DataParallel) -> Callable[[], None]:
-    """RKD-A over this process's vertices only (:mod:`rkd.train.local_angle`): the value
-    returned is the sum of every process's part (the loss itself, on every process), the
-    gradient W times this process's part (see the module docstring)."""
-
-    def forward(student, teacher, labels):
-        student_embedding, teacher_embedding = term._pair(student, teacher)  # normalised if the term is
-        rows = parallel.shard(student_embedding.shape[0])
-        part = rkd_angle_over_vertices(student_embedding, teacher_embedding, rows.start, rows.stop)
-        total = parallel.all_sum(part)
-        scaled = part * parallel.world_size
-        return scaled + (total - scaled.detach())  # value: the loss; gradient: W x this part's
-
-    term.forward = forward
-    return lambda: vars(term).pop("forward", None)
+def _loss_terms(distiller: nn.Module) -> list[LossTerm]:
+    """The distiller's loss terms (none for a module that holds none)."""
+    return [term for term in getattr(distiller, "terms", {}).values() if isinstance(term, LossTerm)]
