@@ -44,6 +44,7 @@ CASES = {
     "conv4": Case({}, (2, 1, 28, 28), 64, (64, 64, 64), (7, 3, 1)),
     "small_cnn": Case({"num_classes": 5}, (2, 1, 28, 28), 64, (16, 32, 64), (7, 4, 2), 5),
     "small_cnn_wide": Case({"input_size": 8}, (2, 1, 8, 8), 128, (32, 64, 128), (8, 4, 2)),
+    "small_cnn_deep": Case({"input_size": 8}, (2, 1, 8, 8), 128, (16, 32, 64), (8, 4, 2)),
 }
 
 
@@ -317,7 +318,7 @@ def test_gradients_reach_every_parameter(name, options, shape):
         assert param.grad.abs().sum() > 0, param_name
 
 
-@pytest.mark.parametrize("name", ["small_cnn", "small_cnn_wide"])
+@pytest.mark.parametrize("name", ["small_cnn", "small_cnn_deep", "small_cnn_wide"])
 def test_small_networks_are_a_function_of_the_seed(name):
     x = torch.randn(8, 1, 28, 28)
 

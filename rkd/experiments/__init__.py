@@ -26,16 +26,16 @@ from pydantic import TypeAdapter, ValidationError
 from ..registry import Registry
 from .base import Experiment
 
-__all__ = ["get", "names", "EXPERIMENTS", "notebook_parameters", "ParameterError", "Experiment"]
+__all__ = ["get", "names", "stored", "EXPERIMENTS", "notebook_parameters", "ParameterError", "Experiment"]
 
 #: name -> experiment ("table1" ... "table6", "figure3", "figure4")
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
 
 
 def _register_all() -> None:
-    from . import figure3, figure4, table1, table2, table3, table4, table5, table6
+    from . import figure3, figure4, table1, table2, table3, table4, table5, table6, tuning
 
-    for module in (table1, table2, table3, table4, table5, table6, figure3, figure4):
+    for module in (table1, table2, table3, table4, table5, table6, figure3, figure4, tuning):
         experiment = module.EXPERIMENT
         if experiment.name not in EXPERIMENTS:
             EXPERIMENTS.register(experiment.name, experiment)
@@ -43,13 +43,20 @@ def _register_all() -> None:
 
 def get(name: str) -> Experiment:
     """The experiment of a paper table or figure: ``"table1"`` ... ``"table6"``,
-    ``"figure3"``, ``"figure4"``."""
+    ``"figure3"``, ``"figure4"``; or ``"tuning"``, the baselines tuned at the stand-in scale."""
     _register_all()
     return EXPERIMENTS.get(name)
 
 
 def names() -> list[str]:
-    """The experiment names :func:`get` accepts, sorted."""
+    """The names of the experiments with a page of their own (the paper's tables and
+    figures), sorted; :func:`get` also knows ``"tuning"``."""
+    _register_all()
+    return [name for name in EXPERIMENTS.names() if EXPERIMENTS.get(name).page is not None]
+
+
+def stored() -> list[str]:
+    """Every experiment whose numbers the results store keeps: the pages' and the tuning's."""
     _register_all()
     return EXPERIMENTS.names()
 

@@ -46,8 +46,8 @@ class Experiment:
     intro: ClassVar[str] = ""
     #: what the side-by-side table shows (Markdown)
     table_note: ClassVar[str] = ""
-    #: the notebook of the page, relative to the book root (for links)
-    page: ClassVar[str]
+    #: the notebook of the page, relative to the book root (for links); None: no page of its own
+    page: ClassVar[str | None]
     presets: ClassVar[Mapping[str, Any]]
     parameters: ClassVar[Mapping[str, Parameter]] = {}
     #: the metric the claims and side-by-side table compare

@@ -8,6 +8,7 @@ from ..paper import paper_table
 from . import datasets as D
 from ..data.splits import DataSpec
 from .recipes import FewShotRecipe, Preset
+from .table1 import CI_SEEDS
 from .base import Experiment, Parameter
 from ..report.stats import EXPLORATORY, PRIMARY, Claim, Comparison
 
@@ -20,7 +21,8 @@ def fewshot_presets(ci: tuple[DataSpec, FewShotRecipe, str],
     thread without loader workers (the episodes are arrays in memory already)."""
     (ci_data, ci_recipe, ci_notes), (paper_data, paper_recipe, paper_notes) = ci, paper
     return {
-        "ci": Preset(scale="ci", datasets=(ci_data,), recipe=ci_recipe, threads=1, num_workers=0, notes=ci_notes),
+        "ci": Preset(scale="ci", datasets=(ci_data,), recipe=ci_recipe, threads=1, num_workers=0, notes=ci_notes,
+                     seeds=CI_SEEDS),
         "paper": Preset(scale="paper", datasets=(paper_data,), recipe=paper_recipe, notes=paper_notes),
     }
 

@@ -54,7 +54,8 @@ numbers over every test query.
 Recall@1 (%) over every test query; the paper prints no numbers for this figure.
 """
     presets = {
-        "ci": Preset(scale="ci", datasets=(D.GLYPHS_CUB,), recipe=table1.CI, threads=1, num_workers=0,
+        "ci": Preset(scale="ci", datasets=(D.GLYPHS_CUB,), recipe=table1.CI, threads=1,
+                     seeds=table1.CI_SEEDS, num_workers=0,
                      grid={"queries": 4},
                      notes="the glyph stand-in of CUB, glyph-pretrained trunks, CPU"),
         "paper": Preset(scale="paper", datasets=(D.CUB200, D.CARS196), recipe=table1.PAPER, grid={"queries": 4},

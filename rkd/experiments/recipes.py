@@ -17,7 +17,7 @@ from ..models.spec import ModelSpec
 from ..train import TrainConfig
 from ..runs.spec import Batches, Evaluation, Run
 
-__all__ = ["Preset", "Pretraining", "MetricRecipe", "ClassificationSetup", "FewShotRecipe", "TEACHER"]
+__all__ = ["Preset", "Pretraining", "Setting", "MetricRecipe", "ClassificationSetup", "FewShotRecipe", "TEACHER"]
 
 #: the name of each dataset's teacher run
 TEACHER = "teacher"
@@ -41,6 +41,21 @@ class Preset:
 
 
 @dataclass(frozen=True)
+class Setting:
+    """A method's loss-term weights and options at one scale, where they are not the
+    paper's: a baseline tuned on a validation split (:mod:`rkd.experiments.tuning`)."""
+
+    weights: Mapping[str, float] = field(default_factory=dict)
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def apply(self, run: Run) -> Run:
+        """``run`` with these weights and options (its own options win)."""
+        options = {**{t: dict(o) for t, o in self.options.items()}, **{t: dict(o) for t, o in run.term_options}}
+        return replace(run, term_weights=tuple(self.weights.items()),
+                       term_options=tuple((t, tuple(o.items())) for t, o in options.items()))
+
+
+@dataclass(frozen=True)
 class Pretraining:
     """The ci stand-in for ImageNet weights: each network's trunk trained once as a
     classifier on a corpus no downstream set shares, then loaded through the network's
@@ -50,12 +65,15 @@ class Pretraining:
     train: TrainConfig
     batch_size: int
     seed: int = 0
+    #: held-out top-1 also every that many steps (whether the trunk converged)
+    eval_every: int = 0
 
     def run(self, network: ModelSpec, group: str) -> Run:
         return Run(
             name=f"pretrained {network.name}", role="pretrain", task="classification", data=self.data,
             network=network, model_options=(("embedding_dim", None),), method="Baseline", train=self.train,
-            batches=Batches("random", size=self.batch_size), evaluation=Evaluation("top1", batch_size=500, split="val"),
+            batches=Batches("random", size=self.batch_size),
+            evaluation=Evaluation("top1", batch_size=500, split="val", every=self.eval_every),
             seed=self.seed, group=group, labels=(("embedding_dim", None),),
         )
 
@@ -80,6 +98,8 @@ class MetricRecipe:
     by_dataset: Mapping[str, tuple[TrainConfig, TrainConfig]] = field(default_factory=dict)
     ks_by_dataset: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     batch_options_by_dataset: Mapping[str, tuple[tuple[str, Any], ...]] = field(default_factory=dict)
+    #: method -> its :class:`Setting` at this scale (tuned baselines); the others are the paper's
+    settings: Mapping[str, Setting] = field(default_factory=dict)
 
     def schedules(self, data: DataSpec) -> tuple[TrainConfig, TrainConfig]:
         return self.by_dataset.get(data.name, (self.teacher_train, self.student_train))
@@ -119,13 +139,14 @@ class MetricRecipe:
                     labels: Mapping[str, Any] | None = None) -> Run:
         """A student of ``network`` (default: the recipe's student) trained with ``method``."""
         network = network or self.student
-        return Run(
+        run = Run(
             name=name, role=role, task="metric", data=data, network=network,
             model_options=(("embedding_dim", dim), ("normalize", l2)), method=method,
             train=self.schedules(data)[1], batches=self._batches(data), evaluation=self._evaluation(data),
             teacher=teacher if method != "Triplet" else None, init=self._init(network),
             labels=self._labels(dim, l2, labels),
         )
+        return self.settings[method].apply(run) if method in self.settings else run
 
     def initial_run(self, data: DataSpec, name: str, *, network: ModelSpec, dim: int, l2: bool,
                     labels: Mapping[str, Any] | None = None) -> Run:
@@ -151,6 +172,8 @@ class ClassificationSetup:
     teacher_train: TrainConfig | None = None
     evaluation: Evaluation = Evaluation("top1")
     epochs: int | None = None
+    #: method -> its :class:`Setting` at this scale (tuned baselines); the others are the paper's
+    settings: Mapping[str, Setting] = field(default_factory=dict)
 
     def teacher_run(self) -> Run:
         return Run(
@@ -160,11 +183,12 @@ class ClassificationSetup:
         )
 
     def student_run(self, method: str) -> Run:
-        return Run(
+        run = Run(
             name=method, role="student", task="classification", data=self.data, network=self.student,
             method=method, train=self.train, batches=Batches("random", size=self.batch_size),
             evaluation=self.evaluation, teacher=None if method == "Baseline" else TEACHER,
         )
+        return self.settings[method].apply(run) if method in self.settings else run
 
 
 @dataclass(frozen=True)
@@ -172,8 +196,9 @@ class FewShotRecipe:
     """Few-shot learning (section 4.3): prototypical networks self-distilled, one teacher
     and set of students per shot (Snell et al. match the training shot to the test's).
 
-    ``train_way``: shot -> classes of the training episodes. ``term_options``: method ->
-    loss term -> options (attention blocks on small inputs)."""
+    ``train_way``: shot -> classes of the training episodes. ``settings``: method -> its
+    :class:`Setting` (attention's blocks on small inputs, tuned weights). ``eval_every``:
+    the test episodes also every that many steps (whether the run converged)."""
 
     network: ModelSpec
     train: TrainConfig
@@ -183,21 +208,22 @@ class FewShotRecipe:
     test_query: int
     test_episodes: int
     episodes_per_epoch: int = 100
-    term_options: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    settings: Mapping[str, Setting] = field(default_factory=dict)
     eval_batch_size: int = 500
+    eval_every: int = 0
 
     def _run(self, data: DataSpec, shot: int, name: str, role: str, method: str, teacher: str | None) -> Run:
-        options = self.term_options.get(method, {})
-        return Run(
+        run = Run(
             name=f"{name} ({shot}-shot)", role=role, task="fewshot", data=data, network=self.network,
             method=method, train=self.train,
             batches=Batches("episodes", way=self.train_way[shot], shot=shot, query=self.train_query,
                             per_epoch=self.episodes_per_epoch),
             evaluation=Evaluation("episodes", ways=self.test_ways, shot=shot, query=self.test_query,
-                                  episodes=self.test_episodes, batch_size=self.eval_batch_size),
-            teacher=teacher, term_options=tuple((t, tuple(o.items())) for t, o in options.items()),
-            labels=(("model", name),),
+                                  episodes=self.test_episodes, batch_size=self.eval_batch_size,
+                                  every=self.eval_every),
+            teacher=teacher, labels=(("model", name),),
         )
+        return self.settings[method].apply(run) if method in self.settings else run
 
     def teacher_run(self, data: DataSpec, shot: int) -> Run:
         return self._run(data, shot, "Teacher", "teacher", "Prototypical", None)

@@ -34,7 +34,7 @@ from ..runs.executors import run_local
 from ..runs.jobs import Job
 from ..runs.results import ResultStore, default_results_dir, same_measurements
 from ..runs.training import TrainedRun
-from . import get, names
+from . import get, stored
 from .base import Experiment
 from .launch import JobWorker
 
@@ -45,7 +45,7 @@ SCALE = "ci"
 
 def _pages(experiments: Mapping[str, Experiment] | None) -> dict[str, Experiment]:
     """The experiments to work on: every page's (default), or the ones given, by name."""
-    return dict(experiments) if experiments is not None else {name: get(name) for name in names()}
+    return dict(experiments) if experiments is not None else {name: get(name) for name in stored()}
 
 
 def _call(experiment: Experiment, cache_dir: Path, results_dir: Path | str | None) -> Call:

@@ -50,6 +50,7 @@ Recall@1 (%); the other methods' rows are the paper's published numbers, not run
 """
     presets = {
         "ci": Preset(scale="ci", datasets=(D.GLYPHS_CUB, D.GLYPHS_CARS), recipe=table1.CI, threads=1,
+                     seeds=table1.CI_SEEDS,
                      num_workers=0, grid={"students": STUDENTS["ci"]},
                      notes="glyph stand-ins of CUB and Cars (the SOP-like set is left out to fit the budget); "
                            "`small_cnn` for GoogLeNet, `small_cnn_wide` for ResNet50, glyph-pretrained trunks, CPU"),

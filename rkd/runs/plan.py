@@ -96,7 +96,7 @@ def _path(run: Run) -> tuple:
     options = tuple((k, v) for k, v in run.model_options if isinstance(v, bool) or not isinstance(v, int))
     return (run.scope, run.role, run.task, run.method, run.stage, run.network.name, run.data.name,
             run.evaluation.kind, run.batches and run.batches.kind, run.teacher is None, run.init is None, options,
-            tuple(term for term, _ in run.term_options))
+            tuple(term for term, _ in run.term_options), run.data.validation)
 
 
 def distinct_paths(runs: tuple[Run, ...]) -> tuple[Run, ...]:
@@ -133,6 +133,8 @@ def method_of(run: Run) -> Method:
     """The method ``run`` trains with: its term options applied and, for a run of one
     stage of a multi-stage method, that stage alone."""
     method = get_method(run.method, task=run.task)
+    weights = {term: weight for term, weight in run.term_weights if term in method.term_names}
+    method = get_method(run.method, task=run.task, **weights) if weights else method
     for term, options in run.term_options:
         if term in method.term_names:
             method = method.with_term_options(term, **dict(options))
@@ -152,7 +154,7 @@ def _training_columns(run: Run) -> dict[str, Any]:
         return {"method": "— (evaluated only)", "loss terms": "—", "term options": "—", "optimiser": "—",
                 "lr": None, "weight decay": None, "steps": 0, "milestones": "—", "gamma": None, "batch": "—",
                 "images": 0}
-    method = get_method(run.method, task=run.task)
+    method = method_of(replace(run, stage=None))  # every stage, with the run's weights and options
     used = method_of(run).term_names
     t: TrainConfig = run.train
     return {

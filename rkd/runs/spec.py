@@ -96,6 +96,8 @@ class Run:
     batches: Batches | None = None
     model_options: tuple[tuple[str, Any], ...] = ()
     term_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    #: loss-term weights that replace the method's (a baseline tuned at a scale)
+    term_weights: tuple[tuple[str, float], ...] = ()
     teacher: str | None = None
     init: str | None = None
     labels: tuple[tuple[str, Any], ...] = ()

@@ -47,8 +47,11 @@ OMNIGLOT_EVALUATION = ("Newa", "Ogham", "OldItalic", "OldPermic", "OldPersian", 
 #: the background alphabets held out as Omniglot's validation split (as Vinyals et al. hold out five)
 OMNIGLOT_VAL = ("Bhaiksuki", "Chakma", "Deseret", "Lepcha", "Nabataean")
 
-#: the pretraining corpus's augmentation: upright (+-5 degrees), one stroke width, full
-#: ink, little noise; scale and shift as everywhere. The downstream sets' slant, stretch,
-#: stroke widths and faint ink (and their several fonts) are what fine-tuning must learn.
-PRETRAIN_AUGMENTATION = Augmentation(rotation_decidegrees=50, shear_permille=0, stretch_permille=0, strokes=(0,),
-                                     ink=(255, 255), noise=8)
+#: the pretraining corpus's augmentation: the downstream sets' geometry (rotation up to
+#: 15 degrees, slant, stretch), but one stroke width, full ink and little noise; scale and
+#: shift as everywhere. The downstream sets' stroke widths and faint ink (and their several
+#: fonts) are what fine-tuning must learn. With this corpus the two stand-in trunks, each
+#: trained to convergence, are 5.5 points apart in top-1 (ResNet50 and ResNet18 on
+#: ImageNet: about 6); with upright renders only, both end near 96-98% and 2-3 points apart
+PRETRAIN_AUGMENTATION = Augmentation(rotation_decidegrees=150, shear_permille=250, stretch_permille=150,
+                                     strokes=(0,), ink=(255, 255), noise=8)
