@@ -1,18 +1,27 @@
-"""What the CPU pin (rkd.portable) costs: the training steps of the ci presets, pinned and
-not, timed in the same run.
+"""What the CPU pin (rkd.portable) costs on the stand-in step, setting by setting.
 
-The pin has to be in the environment before torch loads, so each setting runs in a
-child process of this script (alternating, ``--repeats`` times, the median kept):
-``RKD_PORTABLE_NUMERICS=1`` (the default of ``import rkd.pin``) against ``=0`` (the
-libraries' native kernels: AVX-512 where the CPU has it, MKL's fastest path). Each
-child times ``--steps`` optimiser steps of the ci steps that dominate the notebooks:
-a teacher (`small_cnn_wide`, triplet), a student trained alone (`small_cnn`, triplet)
-and a distilled student (`small_cnn`, RKD-DA from a precomputed teacher), batches of
-60 glyph images, one thread.
+The pin is three environment variables (``rkd.portable.PIN_ENVIRONMENT``), read by the
+libraries when they load, so each setting runs in a child process of its own:
 
-    .venv/bin/python benchmarks/bench_pin.py --steps 100 --repeats 3
+- ``native``: none of them (``RKD_PORTABLE_NUMERICS=0``): AVX-512 oneDNN and ATen kernels
+  where the CPU has them, MKL's fastest path for this CPU;
+- each variable alone (``RKD_PORTABLE_NUMERICS=0`` and that one variable):
+  ``ONEDNN_MAX_CPU_ISA=AVX2`` (convolutions), ``MKL_CBWR=COMPATIBLE`` (matrix products,
+  ``exp``/``log``), ``ATEN_CPU_CAPABILITY=avx2`` (ATen's own vector kernels: batch norm,
+  element-wise, reductions);
+- ``pinned``: all three, as ``import rkd.pin`` sets them (the default).
 
-Last line: ``ratio pinned/native seconds per step: X`` (the mean over the three kinds).
+Each child times the distilled stand-in step of ``bench_stand_in_step.py`` (Table 1's ci
+RKD-DA student, ``fit`` as the runner calls it, CPU time per step) and its parts (student
+forward + backward, loss terms, optimiser, data, evaluation; timed in a bare training loop
+as that benchmark times them). The settings alternate,
+``--repeats`` rounds, and the medians are printed with each setting's ratio to native. On
+a CPU without AVX-512 the oneDNN and ATen caps select the code that runs anyway, so
+only ``MKL_CBWR`` can cost anything there; ``capability`` says what ATen ran.
+
+    .venv/bin/python benchmarks/bench_pin.py --steps 200 --repeats 3
+
+Last line: ``ratio pinned/native seconds per step: X`` and each variable's ratio alone.
 """
 from __future__ import annotations
 
@@ -22,81 +31,79 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-KINDS = ("teacher: small_cnn_wide, triplet", "student alone: small_cnn, triplet", "distilled: small_cnn, RKD-DA")
+#: the pin's variables: rkd.portable.PIN_ENVIRONMENT (the children check), not imported here
+#: because importing rkd.pin would put them into this process's environment
+PIN = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "avx2"}
+SETTINGS: dict[str, dict[str, str]] = {
+    "native": {"RKD_PORTABLE_NUMERICS": "0"},
+    **{f"{name}={value} alone": {"RKD_PORTABLE_NUMERICS": "0", name: value} for name, value in PIN.items()},
+    "pinned (all three)": {"RKD_PORTABLE_NUMERICS": "1"},
+}
 
 
-def child(steps: int) -> dict[str, float]:
-    """Seconds per step of each kind, in this process (its environment decides the pin)."""
-    sys.path.insert(0, str(HERE.parent))
-    import rkd.pin  # noqa: F401  (first: the pin, or not, goes into the environment)
+def child(steps: int) -> dict:
+    """CPU seconds per step of the stand-in step and its parts, in this process (its environment decides the pin)."""
+    import bench_stand_in_step as bench  # imports rkd.pin first
     import torch
 
-    from rkd.data import MPerClassSampler
-    from rkd.data.splits import load_split
-    from rkd.distill import Distiller, PrecomputedTeacher
-    from rkd.experiments.datasets import GLYPHS_CUB
-    from rkd.losses.terms import TermContext
-    from rkd.methods import get_method
-    from rkd.models import build_model
-    from rkd.runtime import configure_determinism, seed_everything
-    from rkd.train import TrainConfig, fit
+    from rkd.portable import PIN_ENVIRONMENT
 
-    configure_determinism(threads=1)
-    train = load_split(GLYPHS_CUB, None, "train", train=True)
-    taps = ("block2", "block3", "block4")
-    teacher = build_model("small_cnn_wide", in_channels=1, embedding_dim=512, normalize=True, taps=taps).eval()
-    cases = {
-        KINDS[0]: ("small_cnn_wide", 512, "Triplet", None),
-        KINDS[1]: ("small_cnn", 8, "Triplet", None),
-        KINDS[2]: ("small_cnn", 8, "RKD-DA", PrecomputedTeacher(teacher, train)),
-    }
-    seconds = {}
-    for kind, (network, dim, method, taught_by) in cases.items():
-        seed_everything(0)
-        model = build_model(network, in_channels=1, embedding_dim=dim, normalize=True, taps=taps)
-        distiller = Distiller(model, taught_by, get_method(method), TermContext.from_models(model, taught_by))
-        sampler = MPerClassSampler(train.targets, m=5, batch_size=60, seed=0)
-        fit(distiller, train, sampler, TrainConfig(steps=5, lr=1e-3), progress=False, num_workers=0)  # warm-up
-        start = time.perf_counter()
-        fit(distiller, train, sampler, TrainConfig(steps=steps, lr=1e-3), progress=False, num_workers=0)
-        seconds[kind] = (time.perf_counter() - start) / steps
-    return seconds
+    assert PIN_ENVIRONMENT == PIN, "bench_pin.PIN is out of date with rkd.portable.PIN_ENVIRONMENT"
+    stand_in = bench.StandIn.build("glyphs_cub", 8, 0)
+    bench.whole_step(stand_in, 20, progress=False)  # warm-up
+    cpu_per_step, _wall = bench.whole_step(stand_in, steps, progress=False)
+    parts = {part: cpu for part, (cpu, _wall) in bench.parts(stand_in, steps).items()}
+    return {"step": cpu_per_step, "parts": parts, "capability": torch.backends.cpu.get_cpu_capability(),
+            "environment": {name: os.environ.get(name) for name in PIN}}
+
+
+def run_child(setting: str, steps: int) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in PIN and k != "RKD_PORTABLE_NUMERICS"}
+    env.update({"OMP_NUM_THREADS": "1", **SETTINGS[setting]})
+    done = subprocess.run([sys.executable, __file__, "--child", "--steps", str(steps)], env=env, capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the child for {setting!r} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=200, help="steps of the timed fit in each child")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of every setting, alternating")
+    parser.add_argument("--results-dir", default=None, help="where to write the JSON (default benchmarks/results)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.steps)))
         return
-    runs: dict[str, list[dict[str, float]]] = {"pinned": [], "native": []}
+    runs: dict[str, list[dict]] = {setting: [] for setting in SETTINGS}
     for _ in range(args.repeats):
-        for setting, flag in (("pinned", "1"), ("native", "0")):
-            env = {**os.environ, "RKD_PORTABLE_NUMERICS": flag, "OMP_NUM_THREADS": "1"}
-            for name in ("ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "ATEN_CPU_CAPABILITY"):
-                env.pop(name, None)
-            done = subprocess.run([sys.executable, __file__, "--child", "--steps", str(args.steps)], env=env,
-                                  capture_output=True, text=True, check=True)
-            runs[setting].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        for setting in SETTINGS:
+            runs[setting].append(run_child(setting, args.steps))
+    native = statistics.median(r["step"] for r in runs["native"])
+    part_names = list(runs["native"][0]["parts"])
+    print(f"stand-in step (Table 1 ci RKD-DA student), CPU ms per step, medians of {args.repeats}; "
+          f"parts: {', '.join(part_names)}")
     rows = []
-    for kind in KINDS:
-        pinned = statistics.median(r[kind] for r in runs["pinned"])
-        native = statistics.median(r[kind] for r in runs["native"])
-        rows.append({"step": kind, "pinned_ms": pinned * 1e3, "native_ms": native * 1e3, "ratio": pinned / native})
-        print(f"{kind:38s} pinned {pinned * 1e3:7.1f} ms  native {native * 1e3:7.1f} ms  ratio {pinned / native:.2f}")
-    ratio = statistics.mean(r["ratio"] for r in rows)
+    for setting, found in runs.items():
+        step = statistics.median(r["step"] for r in found)
+        parts = {part: statistics.median(r["parts"][part] for r in found) * 1e3 for part in part_names}
+        rows.append({"setting": setting, "step_ms": step * 1e3, "ratio_to_native": step / native,
+                     "capability": found[0]["capability"], **{f"{part} ms": ms for part, ms in parts.items()}})
+        print(f"{setting:34s} {step * 1e3:7.2f} ms  x{step / native:5.3f}  ATen {found[0]['capability']:7s} parts: "
+              + " ".join(f"{ms:6.2f}" for ms in parts.values()))
     from _results import write_results
 
-    write_results("pin", "cpu", rows, {"ratio pinned/native seconds per step": ratio})
-    print(f"ratio pinned/native seconds per step: {ratio:.2f}")
+    summary = {f"ratio {row['setting']}/native": row["ratio_to_native"] for row in rows[1:]}
+    write_results("pin", "cpu", rows, summary, directory=args.results_dir)
+    pinned = rows[-1]["ratio_to_native"]
+    alone = ", ".join(f"{row['setting'].removesuffix(' alone')}: {row['ratio_to_native']:.3f}" for row in rows[1:-1])
+    print(f"ratio pinned/native seconds per step: {pinned:.3f} ({alone})")
 
 
 if __name__ == "__main__":

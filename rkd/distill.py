@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from rkd.losses.terms import LOSS_TERMS, TermContext
 from rkd.methods import Method
 
-__all__ = ["Distiller", "PrecomputedTeacher"]
+__all__ = ["Distiller", "PrecomputedTeacher", "PrecomputedRows"]
 
 
 class Distiller(nn.Module):
@@ -114,9 +114,16 @@ class PrecomputedTeacher(nn.Module):
     caches), every batch is a selection of the same images, and a frozen teacher in eval
     mode gives each image the same outputs whatever batch it comes in: computing them
     once, instead of a teacher forward pass every step, makes a distilled student cost
-    about what a student trained alone costs. Outputs are looked up by the image's bytes;
-    an image outside the set (a caller's own batch) goes through the teacher as usual.
-    The values equal a per-batch forward pass up to the last bits of float rounding.
+    about what a student trained alone costs. Outputs are looked up by the image's bytes
+    (an image that appears several times in the set gets the outputs of its first
+    appearance); an image outside the set (a caller's own batch) goes through the teacher
+    as usual. The values equal a per-batch forward pass up to the last bits of float
+    rounding.
+
+    A lookup returns a read-only mapping that gathers an output's rows when a loss term
+    first reads it: a method that reads only the embedding never copies the feature maps.
+    The gathered tensors are ordinary ones (never inference tensors), usable in autograd
+    graphs whatever mode the lookup ran in.
 
     Attributes of the wrapped teacher (``embedding_dim``, ``tap_channels``, ...) are its own.
     """
@@ -130,8 +137,8 @@ class PrecomputedTeacher(nn.Module):
         with torch.no_grad():
             for start in range(0, len(dataset), batch_size):
                 images = torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, len(dataset)))])
-                for offset, row in enumerate(images):
-                    index.setdefault(row.numpy().tobytes(), start + offset)
+                for offset, key in enumerate(_image_bytes(images)):
+                    index.setdefault(key, start + offset)
                 for key, value in teacher(images.to(device)).items():
                     outputs.setdefault(key, []).append(value.detach())
         self.index = index
@@ -146,9 +153,36 @@ class PrecomputedTeacher(nn.Module):
     def train(self, mode: bool = True) -> PrecomputedTeacher:
         return super().train(False)  # frozen, always
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        rows = [self.index.get(row.numpy().tobytes()) for row in x.detach().cpu()]
-        if any(r is None for r in rows):
+    def forward(self, x: Tensor) -> Mapping[str, Tensor]:
+        rows = [self.index.get(key) for key in _image_bytes(x)]
+        if None in rows:
             return self.teacher(x)
-        where = torch.tensor(rows, dtype=torch.long)
-        return {key: value[where].to(x.device) for key, value in self.outputs.items()}
+        return PrecomputedRows(self.outputs, torch.tensor(rows, dtype=torch.long), x.device)
+
+
+class PrecomputedRows(Mapping):
+    """The precomputed outputs of some rows (:class:`PrecomputedTeacher`'s lookup): output
+    name -> its rows on ``device``, each gathered when first read."""
+
+    def __init__(self, outputs: Mapping[str, Tensor], rows: Tensor, device: torch.device):
+        self._outputs, self._rows, self._device = outputs, rows, device
+        self._gathered: dict[str, Tensor] = {}
+
+    def __getitem__(self, key: str) -> Tensor:
+        if key not in self._gathered:
+            with torch.inference_mode(False):  # an ordinary tensor even when read in inference mode
+                self._gathered[key] = self._outputs[key].index_select(0, self._rows).to(self._device)
+        return self._gathered[key]
+
+    def __iter__(self):
+        return iter(self._outputs)
+
+    def __len__(self) -> int:
+        return len(self._outputs)
+
+
+def _image_bytes(images: Tensor) -> list[bytes]:
+    """The bytes of each image of the batch ``images`` (row-major, as ``image.numpy().tobytes()``)."""
+    data = images.detach().cpu().contiguous().numpy().tobytes()  # one copy for the batch, then slices of it
+    size = len(data) // len(images) if len(images) else 0
+    return [data[i * size:(i + 1) * size] for i in range(len(images))]

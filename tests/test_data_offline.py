@@ -80,6 +80,17 @@ def test_transform_is_applied_to_the_float_tensor(fashion_root):
     assert torch.equal(image, dataset.images[1].float() / 255 * 2)
 
 
+@pytest.mark.parametrize("transform", [None, lambda x: x * 2])
+def test_getitems_gives_the_items_of_getitem(fashion_root, transform):
+    dataset = get_dataset("fashion_mnist", fashion_root, "train", transform=transform)
+    indices = [5, 0, 5, len(dataset) - 1, 7]
+    batched = dataset.__getitems__(indices)
+    assert len(batched) == len(indices)
+    for (image, target), index in zip(batched, indices):
+        single, single_target = dataset[index]
+        assert torch.equal(image, single) and target == single_target and type(target) is int
+
+
 def test_torchvision_style_root_and_env_var(tmp_path, monkeypatch):
     make_fashion_mnist_tree(tmp_path / "tv" / "FashionMNIST" / "raw")
     assert len(get_dataset("fashion_mnist", tmp_path / "tv", "train")) == 25

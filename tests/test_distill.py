@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rkd.distill import Distiller
+from rkd.distill import Distiller, PrecomputedRows, PrecomputedTeacher
 from rkd.losses.terms import LOSS_TERMS, TermContext
 from rkd.methods import TASKS, get_method, methods_for_task
 
@@ -215,3 +215,73 @@ def test_return_outputs_and_every_term_is_registered():
     assert set(LOSS_TERMS.names()) == {
         "triplet", "cross_entropy", "prototypical", "rkd_distance", "rkd_angle", "hkd",
         "fitnet", "attention", "darkrank", "rrd"}
+
+
+# ---------------------------------------------------------------------------- the precomputed teacher
+
+
+def precomputed(images, batch_size=4):
+    """A TinyNet teacher and its outputs precomputed over ``images`` (a dataset of (image, label) pairs)."""
+    _, teacher = make_pair("metric")
+    dataset = [(image, 0) for image in images]
+    return teacher.eval(), PrecomputedTeacher(teacher, dataset, batch_size=batch_size)
+
+
+def test_the_precomputed_teacher_gives_each_image_the_outputs_of_its_row():
+    images = torch.randn(11, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    teacher, table = precomputed(images)
+    rows = torch.tensor([3, 0, 10, 3, 7])
+    found = table(images[rows])
+    assert isinstance(found, PrecomputedRows) and set(found) == {"block2", "block3", "block4", "embedding"}
+    with torch.no_grad():
+        live = teacher(images[rows])
+    for key in found:
+        assert torch.equal(found[key], table.outputs[key][rows])  # exactly the stored rows
+        torch.testing.assert_close(found[key], live[key])  # a forward pass, up to float rounding
+    assert table.embedding_dim == teacher.embedding_dim and not table.train().training
+
+
+def test_a_repeated_image_gets_its_first_rows_outputs_and_an_unknown_one_goes_through_the_teacher():
+    images = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    images[4] = images[1]
+    teacher, table = precomputed(images, batch_size=3)
+    assert torch.equal(table(images[[4]])["embedding"], table.outputs["embedding"][[1]])
+    outside = images[[0, 2]].clone()
+    outside[1, 0, 0, 0] += 1.0
+    found = table(outside)
+    assert isinstance(found, dict)
+    with torch.no_grad():
+        assert torch.equal(found["embedding"], teacher(outside)["embedding"])
+    assert len(table(images[:0])["embedding"]) == 0
+
+
+def test_the_precomputed_outputs_are_ordinary_tensors_whatever_mode_they_are_read_in():
+    images = torch.randn(5, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    _, table = precomputed(images)
+    with torch.inference_mode():  # as fit runs the teacher
+        found = table(images)
+        inside = found["block2"]
+    outside = found["block3"]  # read by a loss term, after the teacher's call
+    for target in (inside, outside):
+        assert not target.is_inference() and not target.requires_grad
+        prediction = torch.zeros_like(target, requires_grad=True)
+        F.mse_loss(prediction, target).backward()  # inference tensors cannot be saved for backward
+        assert prediction.grad is not None
+
+
+@pytest.mark.parametrize("name", ["RKD-DA", "Attention", "FitNet"])
+def test_a_distiller_with_a_precomputed_teacher_gives_the_live_teachers_losses(name):
+    x, labels = make_batch("metric")
+    live = make_distiller(name, "metric")
+    student, teacher = live.student, live.teacher
+    table = PrecomputedTeacher(teacher, [(image, 0) for image in x])
+    method = live.method
+    precomputed_distiller = Distiller(student, table, method, TermContext.from_models(student, table))
+    precomputed_distiller.load_state_dict(live.state_dict(), strict=False)
+    torch.manual_seed(0)  # the same triplets, where a term draws them
+    expected = live(x, labels)
+    torch.manual_seed(0)
+    found = precomputed_distiller(x, labels)
+    assert set(found) == set(expected)
+    for key, value in expected.items():
+        torch.testing.assert_close(found[key], value)

@@ -47,6 +47,10 @@ def test_a_page_reads_its_numbers_from_the_store_and_trains_nothing(refreshed, t
     monkeypatch.setenv("RKD_RESULTS_DIR", str(refreshed))
     stored = Spread().run(cache_dir=str(tmp_path / "empty"), progress=False)
     assert counted_fit == [], "every number is in the store"
+    evidence = stored.extra["evidence"]
+    assert evidence["runs"] == 6 and evidence["store"] == "spread.jsonl" and evidence["machines"]
+    assert evidence["core_hours"] == pytest.approx(sum(r["wall_seconds"] for r in records.values()) / 3600)
+    assert evidence["example_key"] in {key[:12] for key in records}
     monkeypatch.setenv("RKD_RESULTS_DIR", "")
     trained = Spread().run(cache_dir=str(tmp_path / "trained"), progress=False)
     assert len(counted_fit) == 6
@@ -70,6 +74,19 @@ def test_the_sample_matches_bit_for_bit_and_a_changed_number_or_plan_is_caught(r
                for p in problems)
     assert any("retrained differs from its record in ['metrics']" in p for p in problems)
     assert check({"spread": Spread()}, refreshed) == []
+
+
+@pytest.mark.slow
+def test_one_run_is_verified_by_its_key_as_the_page_prints_it(refreshed, tmp_path):
+    records = ResultStore(refreshed).records("spread")
+    key = next(iter(records))
+    tampered = {k: ({**r, "steps": r["steps"] + 1} if k == key else r) for k, r in records.items()}
+    changed = tmp_path / "changed"
+    ResultStore(changed).write("spread", tampered.values())
+    problems = verify(experiments={"spread": Spread()}, keys=[key[:12]], results_dir=changed, progress=False)
+    assert len(problems) == 1 and "retrained differs from its record in ['steps']" in problems[0]
+    with pytest.raises(SystemExit, match="no planned training run has a key starting with ffff"):
+        verify(experiments={"spread": Spread()}, keys=["ffff"], results_dir=refreshed, progress=False)
 
 
 def test_same_measurements_names_the_fields_that_differ():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -150,6 +151,7 @@ def test_read_training_log_and_the_page_plot(tmp_path):
 
     matplotlib.use("Agg")
     from rkd.report.plots import training_curves
+    from rkd.runs.training import loss_curve
     from rkd.train.log import read_training_log
 
     result, _, steps = train_with_eval(tmp_path / "run.ckpt", eval_every=4)
@@ -157,7 +159,10 @@ def test_read_training_log_and_the_page_plot(tmp_path):
     assert list(log.columns) == list(COLUMNS) and log["step"].dtype == "int64"
     total = log[(log.kind == "loss") & (log.name == "total")]
     assert total["value"].tolist() == [values["rrd"] for _, values in steps]  # bit for bit, through the CSV
-    figure = training_curves({"a run": log, "another": log})
+    curve = loss_curve(tmp_path / "run.log.csv")  # what the runner stores and the page plots
+    assert curve["step"] == list(range(1, len(steps) + 1)) and curve["total"] == total["value"].tolist()
+    trained = SimpleNamespace(losses=curve, history=result.history)
+    figure = training_curves({"a run": trained, "another": trained})
     visible = [ax for ax in figure.axes if ax.get_visible() and ax.get_title()]
     assert [ax.get_title() for ax in visible] == ["a run", "another"]
     drawn = visible[0].get_lines()[0]
@@ -171,3 +176,25 @@ def test_read_training_log_and_the_page_plot(tmp_path):
     cut = (tmp_path / "run.log.csv").read_text().splitlines()
     (tmp_path / "cut.log.csv").write_text("\n".join(cut[:5] + [cut[5][:8]]) + "\n")  # a kill mid-line
     assert len(read_training_log(tmp_path / "cut.log.csv")) == 4
+
+
+def test_the_log_writes_at_most_every_few_seconds_and_always_when_forced(tmp_path, monkeypatch):
+    from rkd.train import log as log_module
+
+    clock = [100.0]
+    monkeypatch.setattr(log_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    log = log_module.TrainingLog(tmp_path / "run.log.csv", total_steps=3)
+    log.add_losses(1, {"a": 1.0})
+    log.flush(force=False)
+    assert read_log(tmp_path / "run.log.csv") == []
+    clock[0] += log_module.FLUSH_SECONDS
+    log.flush(force=False)
+    assert read_log(tmp_path / "run.log.csv") == [(1, "loss", "a", 1.0), (1, "loss", "total", 1.0)]
+    log.add_losses(2, {"a": 0.5})
+    log.flush(force=False)
+    assert len(read_log(tmp_path / "run.log.csv")) == 2
+    log.flush()  # before a checkpoint
+    assert len(read_log(tmp_path / "run.log.csv")) == 4
+    log.add_losses(3, {"a": 0.25})
+    log.close(complete=False)  # a stopped run keeps every row
+    assert len(read_log(tmp_path / "run.log.csv")) == 6

@@ -50,6 +50,45 @@ def test_loading_in_the_main_process_leaves_the_global_generators_alone():
     assert not torch.equal(images, other_step)
 
 
+class FixedBlobs(Blobs):
+    """Blobs without augmentation (``transform = None``: loading draws no random numbers), read
+    item by item or, with ``many``, through ``__getitems__`` (torch's batched protocol)."""
+
+    transform = None
+
+    def __init__(self, many: bool):
+        super().__init__()
+        self.many_calls = [] if many else None
+
+    def __getitem__(self, index):
+        return self.images[index], int(self.targets[index])
+
+    def __getattr__(self, name):
+        if name == "__getitems__" and self.many_calls is not None:
+            return self._getitems
+        raise AttributeError(name)
+
+    def _getitems(self, indices):
+        self.many_calls.append(list(indices))
+        return list(zip(self.images[indices], self.targets[indices].tolist()))
+
+
+def test_fixed_images_load_unseeded_one_by_one_or_at_once_with_the_same_batch():
+    request = BatchRequest(4, [5, 0, 9, 0], "abc")
+    expected = torch.stack([Blobs().images[i] for i in request.indices])
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    for many in (False, True):
+        dataset = FixedBlobs(many)
+        loader = SeededBatchLoader(dataset, data_seed=7)
+        assert not loader.seeded
+        step, digest, (images, labels) = loader.__getitems__(request)
+        assert (step, digest) == (4, "abc") and torch.equal(images, expected)
+        assert labels.tolist() == [int(Blobs().targets[i]) for i in request.indices] and labels.dtype == torch.int64
+        assert dataset.many_calls in (None, [request.indices])
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_a_shard_of_a_batch_loads_its_items_as_the_whole_batch_does():
     """What data parallelism (issue 13) needs: each item's random augmentation depends on
     its position in the global batch, not on which process loads it or with whom."""

@@ -7,7 +7,11 @@
   generated pages (summary, performance, the package's reference) at build time.
 - :mod:`rkd.book.summary`: the summary of all tables, read from the notebooks'
   ``application/vnd.rkd.summary+json`` outputs.
-- :mod:`rkd.book.performance`: the performance page, read from ``benchmarks/results/*.json``.
+- :mod:`rkd.book.performance`: the performance page, read from ``benchmarks/results/*.json``:
+  its plots (:mod:`rkd.book.performance_figures`) and what each benchmark's file holds
+  (:mod:`rkd.book.performance_kinds`).
+- :mod:`rkd.book.tuning`: the Fidelity page's tuning of the baselines, read from
+  ``results/tuning.jsonl``.
 - :mod:`rkd.book.figures`: the introduction's figure of the distance and angle potentials.
 - :mod:`rkd.book.assemble`: the build copy of the book's sources (``make book`` never
   builds from, or writes to, tracked files).

@@ -3,6 +3,7 @@
 ``python -m rkd.book.assemble --notebooks _build/notebooks --out _build/src`` makes a
 fresh folder holding ``_config.yml``, ``_toc.yml``, ``book/`` (without its npm
 packages and generated files), ``benchmarks/results/`` (for the performance page),
+``results/`` (the results store, for the Fidelity page's tuning section),
 ``rkd/`` (the sources the method page quotes) and the notebooks from ``--notebooks``
 (executed ones for ``make book``, the committed ones for ``make test``). Every
 notebook the table of contents names must be there; a missing one is an error that
@@ -70,9 +71,11 @@ def assemble(checkout: Path, notebooks: Path, out: Path) -> Path:
         shutil.copy2(checkout / name, out / name)
     shutil.copytree(checkout / "book", out / "book", ignore=_IGNORE_IN_BOOK)
     shutil.copytree(checkout / "rkd", out / "rkd", ignore=_IGNORE_IN_PACKAGE)
-    results = checkout / "benchmarks" / "results"
-    if results.is_dir():
-        shutil.copytree(results, out / "benchmarks" / "results")
+    # the benchmarks' figures (the performance page) and the results store (the Fidelity
+    # page's tuning section), where the rkd extension's configuration looks for them
+    for results in (Path("benchmarks") / "results", Path("results")):
+        if (checkout / results).is_dir():
+            shutil.copytree(checkout / results, out / results)
     (out / "notebooks").mkdir()
     for name in wanted:
         shutil.copy2(notebooks / Path(name).name, out / name)

@@ -7,25 +7,29 @@ Each benchmark in ``benchmarks/`` writes ``benchmarks/results/<name>.json``::
      "rows": [{...}, ...], "summary": {...}}
 
 :func:`performance_markdown` prints each file as a section: what ran it, on which machine
-and when, its rows as a table (transposed when it has many fields, to fit the page) and
-its summary, exactly as the file holds them (nothing is retyped, rounded beyond display
-or filled in). A missing or malformed file is
-reported, never papered over.
+and when; for a benchmark the page knows (:data:`rkd.book.performance_kinds.KINDS`), its
+plots, drawn from the rows when the book is built (time and memory against the batch
+size, bars of throughput), each captioned with the machine, date and command, then its
+rows and summary under readable names; for any other benchmark, its rows as a table
+(transposed when it has many fields, to fit the page) and its summary, exactly as the
+file holds them. Nothing is retyped, rounded beyond display or filled in. A missing or
+malformed file is reported, never papered over.
 
-``python -m rkd.book.performance benchmarks/results`` prints the page.
+``python -m rkd.book.performance benchmarks/results [--figures DIR]`` prints the page.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rkd.book.markdown import MISSING, code, escape, table
+from rkd.book.performance_kinds import KINDS, Kind, cell, label
 
-__all__ = ["BenchmarkError", "read_results", "performance_markdown"]
+__all__ = ["BenchmarkError", "FigureTarget", "read_results", "figure_markdown", "performance_markdown"]
 
 _KEYS = {"benchmark": str, "command": str, "date": str, "machine": dict, "rows": list, "summary": dict}
 _MACHINE_KEYS = ("cpu", "cores", "gpu", "torch")
@@ -64,69 +68,45 @@ def read_results(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
     return sorted(results, key=lambda item: (item[1]["benchmark"], item[1]["date"], item[0].name))
 
 
-def _value(value: Any) -> str:
-    """A cell as the file holds it: integers whole, floats to 4 significant digits at
-    least (never in exponent form below 1e6), NaN as "not measured", a list of numbers
-    as a comma-separated list, anything else as compact JSON."""
-    if value is None:
-        return MISSING
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "not measured"  # how the benchmarks write a figure they did not take
-        if math.isinf(value):
-            return str(value)
-        magnitude = abs(value)
-        if magnitude >= 1e6 or (0 < magnitude < 1e-3):
-            return f"{value:.4g}"
-        decimals = max(0, 3 - int(math.floor(math.log10(magnitude)))) if magnitude else 0
-        return f"{value:,.{decimals}f}"
-    if isinstance(value, str):
-        return escape(value)
-    if isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        return ", ".join(_value(v) for v in value)
-    return escape(json.dumps(value, sort_keys=True))
-
-
 #: a rows table with more fields than this, and more fields than rows, is printed
 #: transposed (one line per field), so that it fits the page's column
 _WIDEST = 5
 
 
-def _rows_table(rows: list[dict[str, Any]]) -> str:
+def _rows_table(rows: list[dict[str, Any]], name: Callable[[str], str] = escape) -> str:
+    """The rows as a table, a column per field headed by ``name(field)`` (transposed when
+    too wide for the column)."""
     columns: list[str] = []
     for row in rows:
         columns += [key for key in row if key not in columns]
     if len(columns) > _WIDEST and len(columns) > len(rows):
-        return _transposed_table(rows, columns)
+        return _transposed_table(rows, columns, name)
     numeric = [all(isinstance(row.get(c), (int, float)) and not isinstance(row.get(c), bool)
                    for row in rows if row.get(c) is not None) for c in columns]
-    body = [[_value(row.get(column)) for column in columns] for row in rows]
-    return table([escape(c) for c in columns], body, ["r" if n else "l" for n in numeric])
+    body = [[cell(row.get(column)) for column in columns] for row in rows]
+    return table([name(c) for c in columns], body, ["r" if n else "l" for n in numeric])
 
 
-def _transposed_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+def _transposed_table(rows: list[dict[str, Any]], columns: list[str], name: Callable[[str], str]) -> str:
     """One line per field, one column per row, headed by the first field that names each
     row apart (a string, different in every row), else by the row's number."""
     names = next((c for c in columns if all(isinstance(row.get(c), str) for row in rows)
                   and len({row[c] for row in rows}) == len(rows)), None)
-    header = [escape(names or "")] + [escape(row[names]) if names else f"row {i + 1}" for i, row in enumerate(rows)]
-    body = [[escape(c)] + [_value(row.get(c)) for row in rows] for c in columns if c != names]
+    header = [name(names) if names else ""] + [escape(row[names]) if names else f"row {i + 1}"
+                                               for i, row in enumerate(rows)]
+    body = [[name(c)] + [cell(row.get(c)) for row in rows] for c in columns if c != names]
     return table(header, body, ["l"] + ["r"] * len(rows))
 
 
-def _section(path: Path, result: dict[str, Any], heading: str) -> list[str]:
+def _machine(result: dict[str, Any]) -> str:
     machine = result["machine"]
-    gpu = machine.get("gpu") or "none"
-    lines = [
-        f"{heading} {escape(result['benchmark'])}, {escape(result['date'][:10])}",
-        "",
-        f"Run {escape(result['date'])}. Machine: CPU {escape(machine.get('cpu') or MISSING)} "
-        f"({escape(machine.get('cores') or MISSING)} cores), "
-        f"GPU {escape(gpu)}, torch {escape(machine.get('torch') or MISSING)}. "
+    return (f"CPU {escape(machine.get('cpu') or MISSING)} ({escape(machine.get('cores') or MISSING)} cores), "
+            f"GPU {escape(machine.get('gpu') or 'none')}, torch {escape(machine.get('torch') or MISSING)}")
+
+
+def _provenance(path: Path, result: dict[str, Any]) -> list[str]:
+    return [
+        f"Run {escape(result['date'])}. Machine: {_machine(result)}. "
         f"From {code('benchmarks/results/' + path.name)}, written by:",
         "",
         "```bash",
@@ -134,16 +114,82 @@ def _section(path: Path, result: dict[str, Any], heading: str) -> list[str]:
         "```",
         "",
     ]
+
+
+def _section(path: Path, result: dict[str, Any], heading: str) -> list[str]:
+    """A benchmark the page has no kind for: its rows and summary as the file holds them."""
+    lines = [f"{heading} {escape(result['benchmark'])}, {escape(result['date'][:10])}", "",
+             *_provenance(path, result)]
     if result["rows"]:
         lines += [_rows_table(result["rows"]), ""]
     if result["summary"]:
-        summary_rows = [[escape(key), _value(value)] for key, value in result["summary"].items()]
+        summary_rows = [[escape(key), cell(value)] for key, value in result["summary"].items()]
         lines += ["Summary:", "", table(["", "value"], summary_rows, ["l", "r"]), ""]
     return lines
 
 
-def performance_markdown(folder: Path, heading_level: int = 2) -> str:
-    """The body of the performance page for the result files in ``folder``."""
+def figure_markdown(uri: str, alt: str, caption: str) -> str:
+    """A MyST figure: the image at ``uri`` (relative to the page), as wide as the text
+    column, with its alt text and caption."""
+    alt = " ".join(alt.split())
+    return f"```{{figure}} {uri}\n:alt: {alt}\n:width: 100%\n\n{caption}\n```"
+
+
+@dataclass(frozen=True)
+class FigureTarget:
+    """Where the page's plots go: ``folder`` to write them in, ``uri`` the same folder
+    as the page refers to it."""
+
+    folder: Path
+    uri: str
+
+
+def _figures(path: Path, result: dict[str, Any], kind: Kind, target: FigureTarget) -> list[str]:
+    try:
+        figures = kind.figures(result)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as error:
+        raise BenchmarkError(f"{path}: its rows do not fit the {result['benchmark']!r} plots ({error!r})") from error
+    machine = result["machine"]
+    where = (f"Measured on {escape(machine.get('cpu') or MISSING)} ({escape(machine.get('cores') or MISSING)} cores"
+             f"{', ' + escape(machine['gpu']) if machine.get('gpu') else ''}), {escape(result['date'][:10])}, by "
+             f"{code(result['command'])}.")
+    lines = []
+    for figure in figures:
+        name = f"{path.stem}_{figure.name}.png"
+        figure.draw(target.folder / name)
+        lines += [figure_markdown(f"{target.uri}/{name}", figure.alt, f"{figure.caption} {where}"), ""]
+    return lines
+
+
+def _known_section(path: Path, result: dict[str, Any], kind: Kind, heading: str,
+                   figures: FigureTarget | None) -> list[str]:
+    """A benchmark the page knows: its plots, its table and its summary under readable names."""
+    device = "GPU" if result["machine"].get("gpu") else "CPU"
+    lines = [f"{heading} {escape(kind.title)} ({device}, {escape(result['date'][:10])})", "",
+             *_provenance(path, result)]
+    if figures is not None:
+        lines += _figures(path, result, kind, figures)
+    if result["rows"]:
+        own = kind.table(result["rows"]) if kind.table is not None else None
+        # the fields that name a row (text) first, then its numbers
+        rows = [dict(sorted(row.items(), key=lambda item: not isinstance(item[1], str))) for row in result["rows"]]
+        lines += [own if own is not None else _rows_table(rows, lambda field: escape(label(field))), ""]
+    if result["summary"]:
+        summary_rows = [[escape(label(key)), cell(value)] for key, value in result["summary"].items()]
+        lines += ["In short:", "", table(["measured", "value"], summary_rows, ["l", "r"]), ""]
+    return lines
+
+
+def _order(item: tuple[Path, dict[str, Any]]) -> tuple:
+    # the benchmarks the page knows first, in the order of KINDS; the others after, by name
+    names = list(KINDS)
+    benchmark = item[1]["benchmark"]
+    return (names.index(benchmark) if benchmark in names else len(names), benchmark, item[1]["date"], item[0].name)
+
+
+def performance_markdown(folder: Path, heading_level: int = 2, figures: FigureTarget | None = None) -> str:
+    """The body of the performance page for the result files in ``folder``; with
+    ``figures``, the plots of the benchmarks it knows are drawn there and shown."""
     results = read_results(folder) if Path(folder).is_dir() else []
     if not results:
         return (
@@ -151,16 +197,21 @@ def performance_markdown(folder: Path, heading_level: int = 2) -> str:
             "Each benchmark in `benchmarks/` writes its own there when it runs.\n"
         )
     lines: list[str] = []
-    for path, result in results:
-        lines += _section(path, result, "#" * heading_level)
+    for path, result in sorted(results, key=_order):
+        kind = KINDS.get(result["benchmark"])
+        heading = "#" * heading_level
+        lines += (_known_section(path, result, kind, heading, figures) if kind is not None
+                  else _section(path, result, heading))
     return "\n".join(lines).rstrip() + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Print the performance page for a folder of benchmark results.")
     parser.add_argument("folder", type=Path, nargs="?", default=Path("benchmarks/results"))
+    parser.add_argument("--figures", type=Path, default=None, help="draw the plots into this folder too")
     args = parser.parse_args(argv)
-    print(performance_markdown(args.folder), end="")
+    target = FigureTarget(args.figures, str(args.figures)) if args.figures is not None else None
+    print(performance_markdown(args.folder, figures=target), end="")
 
 
 if __name__ == "__main__":

@@ -27,12 +27,17 @@ What it does, and why:
   (:func:`image_alt_texts`); an image with neither is left for the browser test to report.
 - **Page styles** (``_static/rkd.css``, :data:`BOOK_CSS`): the parameters cell's long
   comments wrap inside the column, and notebook output tables are set compactly.
-- **Generated content.** ``% rkd-generated: summary``, ``rrd``, ``performance`` and
-  ``reference <module>`` lines of a page are replaced, when the page is read, by the
-  summary of all tables and the RRD-against-RKD verdicts (:mod:`rkd.book.summary`, from
-  the notebooks in the book), by the benchmark results (:mod:`rkd.book.performance`,
-  from ``benchmarks/results``) and by a module's reference (:mod:`rkd.book.reference`,
-  rendered by autodoc from the docstrings). The introduction's figure
+- **Generated content.** A page's ``% rkd-generated: <name> [argument]`` line is replaced,
+  when the page is read, by the section the generator of that name (:data:`GENERATORS`)
+  writes: ``summary`` and ``rrd``, the summary of all tables and the RRD-against-RKD
+  verdicts (:mod:`rkd.book.summary`, from the notebooks in the book); ``performance``,
+  the benchmark results with their plots (:mod:`rkd.book.performance`, from
+  ``benchmarks/results``; the plots are drawn into ``_generated/performance/`` beside the
+  page, in the build copy of the sources); ``tuning``, the baselines' grids and
+  validation scores (:mod:`rkd.book.tuning`, from ``results/tuning.jsonl``; a warning
+  when the file is missing); ``reference <module>``, a module's reference
+  (:mod:`rkd.book.reference`, rendered by autodoc from the docstrings). A generator that
+  fails logs a warning and leaves an error box on the page. The introduction's figure
   (:mod:`rkd.book.figures`) is drawn into ``book/_generated/`` before reading.
 - **References into the package.** A docstring's reference to a part of ``rkd`` the
   reference does not document itself (a submodule, a helper) links to the page of the
@@ -203,32 +208,87 @@ def _book_notebooks(app: Sphinx) -> list[Path]:
     return [path for path in paths if path.is_file()]
 
 
-def _generate(app: Sphinx, docname: str, name: str, argument: str | None = None) -> str:
-    from rkd.book.performance import BenchmarkError, performance_markdown
-    from rkd.book.reference import ReferenceError, reference_markdown
-    from rkd.book.summary import SummaryError, read_summaries, rrd_markdown, summary_markdown
+def _summaries(app: Sphinx) -> list:
+    from rkd.book.summary import read_summaries
 
-    srcdir = Path(app.srcdir)
+    notebooks = _book_notebooks(app)
+    for path in notebooks:
+        app.env.note_dependency(str(path))
+    return read_summaries(notebooks, root=Path(app.srcdir))
+
+
+def _summary_section(app: Sphinx, docname: str, argument: str | None) -> str:
+    from rkd.book.summary import summary_markdown
+
+    return summary_markdown(_summaries(app))
+
+
+def _rrd_section(app: Sphinx, docname: str, argument: str | None) -> str:
+    from rkd.book.summary import rrd_markdown
+
+    return rrd_markdown(_summaries(app))
+
+
+def _performance_section(app: Sphinx, docname: str, argument: str | None) -> str:
+    from rkd.book.performance import FigureTarget, performance_markdown
+
+    folder = Path(app.srcdir) / app.config.rkd_benchmark_results
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        app.env.note_dependency(str(path))
+    # the plots go into the build copy of the sources, beside the page that shows them
+    figures = Path(app.env.doc2path(docname)).parent / "_generated" / "performance"
+    return performance_markdown(folder, figures=FigureTarget(figures, "_generated/performance"))
+
+
+def _tuning_section(app: Sphinx, docname: str, argument: str | None) -> str:
+    from rkd.book.tuning import STORE_FILE, tuning_markdown
+
+    folder = Path(app.srcdir) / app.config.rkd_results
+    path = folder / STORE_FILE
+    if path.is_file():
+        app.env.note_dependency(str(path))
+    else:
+        logger.warning(f"[rkd] no tuning results: {path} is missing (python -m rkd.experiments.results refresh "
+                       f"tuning writes it); the section says so", location=docname)
+    return tuning_markdown(folder)
+
+
+def _reference_section(app: Sphinx, docname: str, argument: str | None) -> str:
+    from rkd.book.reference import ReferenceError, reference_markdown
+
+    if not argument:
+        raise ReferenceError("`% rkd-generated: reference` needs the module to document, e.g. "
+                             "`% rkd-generated: reference rkd.losses`")
+    return reference_markdown(argument)
+
+
+#: the sections a page's ``% rkd-generated: <name> [argument]`` line is replaced by:
+#: name -> generator(app, docname, argument) returning MyST Markdown
+GENERATORS = {
+    "summary": _summary_section,
+    "rrd": _rrd_section,
+    "performance": _performance_section,
+    "tuning": _tuning_section,
+    "reference": _reference_section,
+}
+
+
+def _generate(app: Sphinx, docname: str, name: str, argument: str | None = None) -> str:
+    from rkd.book.performance import BenchmarkError
+    from rkd.book.reference import ReferenceError
+    from rkd.book.summary import SummaryError
+    from rkd.book.tuning import TuningError
+
+    generator = GENERATORS.get(name)
+    if generator is None:
+        logger.warning(f"[rkd] unknown generated section {name!r} (known: {', '.join(GENERATORS)})",
+                       location=docname)
+        return ""
     try:
-        if name == "reference" and argument:
-            return reference_markdown(argument)
-        if name in ("summary", "rrd"):
-            notebooks = _book_notebooks(app)
-            for path in notebooks:
-                app.env.note_dependency(str(path))
-            render = summary_markdown if name == "summary" else rrd_markdown
-            return render(read_summaries(notebooks, root=srcdir))
-        if name == "performance":
-            folder = srcdir / app.config.rkd_benchmark_results
-            for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-                app.env.note_dependency(str(path))
-            return performance_markdown(folder)
-    except (SummaryError, BenchmarkError, ReferenceError) as error:
+        return generator(app, docname, argument)
+    except (SummaryError, BenchmarkError, ReferenceError, TuningError) as error:
         logger.warning(f"[rkd] {error}", location=docname)
         return f"```{{error}}\nThis section could not be generated: {error}\n```\n"
-    logger.warning(f"[rkd] unknown generated section {name!r} (known: summary, rrd, performance, "
-                   f"reference <module>)", location=docname)
-    return ""
 
 
 def _source_read(app: Sphinx, docname: str, source: list[str]) -> None:
@@ -355,6 +415,8 @@ def _draw_figures(app: Sphinx) -> None:
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("rkd_mathjax_dir", "", "html")
     app.add_config_value("rkd_benchmark_results", "benchmarks/results", "env")
+    # the results store (the tuning section reads its tuning.jsonl), relative to the sources
+    app.add_config_value("rkd_results", "results", "env")
     app.connect("config-inited", _check_mathjax_path)
     app.connect("builder-inited", lambda app: find_mathjax(app) if app.builder.format == "html" else None)
     app.connect("builder-inited", _draw_figures)

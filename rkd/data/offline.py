@@ -157,6 +157,15 @@ class _InMemoryImages(Dataset):
             image = self.transform(image)
         return image, int(self.targets[index])
 
+    def __getitems__(self, indices) -> list:
+        """``[self[i] for i in indices]`` in one indexing (torch's batched protocol, which
+        the loaders use): the same values (the division is exactly rounded either way), a
+        batch of 64 glyphs in about half the time."""
+        if self.transform is not None:
+            return [self[i] for i in indices]
+        where = torch.as_tensor(indices, dtype=torch.long)
+        return list(zip(self.float_images(where), self.targets[where].tolist()))
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(split={self.split!r}, protocol={self.protocol!r}, "
                 f"images={len(self)}, classes={self.num_classes})")

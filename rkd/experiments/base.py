@@ -46,7 +46,7 @@ class Experiment:
     intro: ClassVar[str] = ""
     #: what the side-by-side table shows (Markdown)
     table_note: ClassVar[str] = ""
-    #: the notebook of the page, relative to the book root (for links); None: no page of its own
+    #: the page's notebook, relative to the book root (for links), or None when it has no page of its own
     page: ClassVar[str | None]
     presets: ClassVar[Mapping[str, Any]]
     parameters: ClassVar[Mapping[str, Parameter]] = {}

@@ -3,6 +3,7 @@ and re-verified.
 
     python -m rkd.experiments.results refresh [EXPERIMENT ...] [--jobs N]   # make results
     python -m rkd.experiments.results verify --sample 12 --seed COMMIT      # make test
+    python -m rkd.experiments.results verify table1 --key 3f2a9c            # one run, as a page's box says
     python -m rkd.experiments.results check                                  # stale or missing records
 
 ``refresh`` retrains every job of every page at ``scale="ci"`` (each page's default
@@ -106,10 +107,33 @@ def check(experiments: Mapping[str, Experiment] | None = None, results_dir: Path
     return problems
 
 
+def _sample(ends: dict[str, list[Job]], pages: list[str], sample: int, rng: random.Random) -> list[tuple[str, Job]]:
+    """``sample`` chain ends, one from each page in turn, so that the sample spreads over the pages."""
+    chosen: list[tuple[str, Job]] = []
+    while len(chosen) < sample and any(ends[name] for name in pages):
+        for name in pages:
+            if ends[name] and len(chosen) < sample:
+                chosen.append((name, ends[name].pop(rng.randrange(len(ends[name])))))
+    return chosen
+
+
+def _named(calls: Mapping[str, Call], keys: Sequence[str]) -> list[tuple[str, Job]]:
+    """The trained jobs whose key starts with one of ``keys`` (as a page's box prints them)."""
+    chosen = [(name, job) for name, call in calls.items() for job in call.jobs
+              if job.run.trains and any(job.key.startswith(key) for key in keys)]
+    unknown = [key for key in keys if not any(job.key.startswith(key) for _, job in chosen)]
+    if unknown:
+        raise SystemExit(f"no planned training run has a key starting with {', '.join(unknown)}; the keys are the "
+                         f"'key' fields of results/<page>.jsonl")
+    return chosen
+
+
 def verify(sample: int = 12, seed: str = "0", *, experiments: Mapping[str, Experiment] | None = None,
-           jobs: int | None = None, results_dir: Path | None = None, progress: bool = True) -> list[str]:
-    """Retrain ``sample`` whole chains (students of every page in turn, chosen by ``seed``)
-    and compare every retrained job with its record; return the problems (empty: all equal)."""
+           keys: Sequence[str] = (), jobs: int | None = None, results_dir: Path | None = None,
+           progress: bool = True) -> list[str]:
+    """Retrain ``sample`` whole chains (students of every page in turn, chosen by ``seed``),
+    or the chains of the runs whose key starts with one of ``keys``, and compare every
+    retrained job with its record; return the problems (empty: all equal)."""
     results_dir = Path(results_dir or default_results_dir())
     experiments = _pages(experiments)
     problems = check(experiments, results_dir)
@@ -120,12 +144,8 @@ def verify(sample: int = 12, seed: str = "0", *, experiments: Mapping[str, Exper
         calls = {name: _call(experiment, work_dir, "") for name, experiment in experiments.items()}
         ends = {name: [j for j in call.jobs if j.run.trains and not any(j.key in o.needs for o in call.jobs)]
                 for name, call in calls.items()}
-        chosen: list[tuple[str, Job]] = []
         pages = [name for name in experiments if ends[name]]
-        while len(chosen) < sample and any(ends[name] for name in pages):
-            for name in pages:  # one chain from each page in turn: the sample spreads over the pages
-                if ends[name] and len(chosen) < sample:
-                    chosen.append((name, ends[name].pop(rng.randrange(len(ends[name])))))
+        chosen = (_named(calls, keys) if keys else _sample(ends, pages, sample, rng))
         for name in pages:
             members = {j.key: j for n, end in chosen if n == name for j in chain(calls[name], end)}
             if not members:
@@ -157,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     verifying = commands.add_parser("verify", help="retrain a sample of chains and compare bit for bit")
     verifying.add_argument("--sample", type=int, default=12)
     verifying.add_argument("--seed", default="0", help="chooses the sample (make test passes the commit hash)")
+    verifying.add_argument("experiments", nargs="*", help="the pages to sample from (default: all)")
+    verifying.add_argument("--key", action="append", default=[],
+                           help="retrain this run's chain instead of a sample (a key or its first characters, "
+                                "as a page's box prints it; repeatable)")
     verifying.add_argument("--jobs", type=int, default=None)
     commands.add_parser("check", help="stale or missing records, without training")
     args = parser.parse_args(argv)
@@ -165,7 +189,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, path in refresh(chosen, jobs=args.jobs).items():
             print(f"{name}: wrote {path}")
         return 0
-    problems = check() if args.command == "check" else verify(args.sample, args.seed, jobs=args.jobs)
+    if args.command == "check":
+        problems = check()
+    else:
+        chosen = {name: get(name) for name in args.experiments} if args.experiments else None
+        problems = verify(args.sample, args.seed, experiments=chosen, keys=args.key, jobs=args.jobs)
     for problem in problems:
         print(problem)
     print(f"{len(problems)} problem(s)" if problems else "the store matches the plan" +

@@ -104,7 +104,7 @@ def summary_box(results: Results, *, data: str, judged: pd.DataFrame | None = No
     items = [
         ("Scale", f"<code>{html.escape(results.scale)}</code>: {scale_text}"),
         ("Data", data),
-        ("Hardware", f'<span class="rkd-machine">{html.escape(results.machine)}</span> '
+        ("Executed on", f'<span class="rkd-machine">{html.escape(results.machine)}</span> '
                      f"(<code>{html.escape(results.device)}</code>); results {pin}"),
         ("Date", f'<span class="rkd-date">{html.escape(results.date)}</span>'),
         ("Seeds", f"{', '.join(map(str, results.seeds))}: every number is the mean ± std over them"),
@@ -114,6 +114,9 @@ def summary_box(results: Results, *, data: str, judged: pd.DataFrame | None = No
         trunks = ", ".join(f"<code>{r['network']}</code> {r['top1']:.1f}%" for _, r in results.pretraining.iterrows())
         items.append(("Pretraining", f"the trunks that play ImageNet weights, top-1 on held-out renders of the "
                                      f"pretraining corpus: {trunks}"))
+    evidence = results.extra.get("evidence")
+    if evidence and evidence["runs"] and not results.dry_run:
+        items.append(("Evidence", evidence_sentence(results.experiment, evidence)))
     if convergence is not None:
         items.append(("Convergence", convergence))
     if judged is not None and not judged.empty:
@@ -123,6 +126,22 @@ def summary_box(results: Results, *, data: str, judged: pd.DataFrame | None = No
     body = "".join(f"<li><b>{k}:</b> {v}</li>" for k, v in items)
     return (f'<div class="admonition note"><p class="admonition-title">At a glance</p>'
             f'<ul class="simple">{body}</ul></div>')
+
+
+def evidence_sentence(experiment: str, evidence: dict[str, Any]) -> str:
+    """How many training runs the page rests on, their cost, where they come from and the
+    one command that retrains any one of them (HTML)."""
+    dates = evidence["dates"]
+    when = "" if not dates else f" on {dates[0]}" if len(dates) == 1 else f" between {dates[0]} and {dates[-1]}"
+    where = f" on {html.escape(', '.join(evidence['machines']))}" if evidence["machines"] else ""
+    source = (f"read from <code>results/{html.escape(evidence['store'])}</code>, " if evidence["store"] else
+              "trained when the page was executed, ")
+    command = (f"python -m rkd.experiments.results verify {experiment} --key {evidence['example_key']}"
+               if evidence["example_key"] else "")
+    return (f"{evidence['runs']} training runs ({evidence['core_hours']:.1f} core-hours), {source}trained{where}"
+            f"{when}. To retrain any one of them with its chain (trunk, teacher, student) and compare every "
+            f"number bit for bit: <code>{html.escape(command)}</code> (another run: its <code>key</code> in the "
+            f"store).")
 
 
 def summary_record(experiment, results: Results, table_rows: Sequence[Mapping[str, Any]],

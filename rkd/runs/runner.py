@@ -280,5 +280,19 @@ def _results(call: Call, trained: list[TrainedRun]) -> Results:
         machine=machine_name(call.device), date=datetime.date.today().isoformat(), pinned=call.pinned,
         dry_run=resolved.dry_run,
         trained={(t.job.run.data.display, t.job.run.name, t.job.seed): t for t in trained},
-        extra={"data_root": call.data_root},
+        extra={"data_root": call.data_root, "evidence": _evidence(call, trained)},
     )
+
+
+def _evidence(call: Call, trained: list[TrainedRun]) -> dict[str, Any]:
+    """What the page's numbers rest on: how many training runs, their core-hours (each run
+    trains on one core at ``scale="ci"``), where and when they were trained, the results
+    store they were read from (if any) and one run's key (the last job: a chain's end),
+    for the command that retrains it."""
+    runs = [t for t in trained if t.job.run.trains]
+    store = call.session.results.path(call.source.name)
+    return {"runs": len(runs), "core_hours": sum(t.wall_seconds or 0.0 for t in runs) / 3600,
+            "machines": sorted({t.machine for t in runs if t.machine}),
+            "dates": sorted({t.date for t in runs if t.date}),
+            "store": store.name if store is not None and store.is_file() else None,
+            "example_key": runs[-1].job.key[:12] if runs else None}

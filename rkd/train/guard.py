@@ -29,12 +29,19 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-__all__ = ["NonFiniteLossError", "NonFiniteGuard", "ProcessesDisagreeError"]
+__all__ = ["NonFiniteLossError", "NonFiniteGuard", "ProcessesDisagreeError", "all_finite"]
 
 # two processes' values of a loss term agree when they differ by no more than this
 # (relative, plus an absolute floor for losses near zero): far above float rounding,
 # far below what another batch or another random draw gives
 AGREEMENT_RTOL, AGREEMENT_ATOL = 1e-3, 1e-6
+
+
+def all_finite(tensor: torch.Tensor) -> torch.Tensor:
+    """``torch.isfinite(tensor).all()`` (a bool tensor on ``tensor``'s device), several times
+    faster on the CPU: ``x * 0`` is exactly zero for a finite ``x`` and NaN for inf or NaN,
+    so the sum of ``tensor * 0`` is finite exactly when every value is (it cannot overflow)."""
+    return torch.isfinite((tensor * 0).sum())
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -66,12 +73,12 @@ class NonFiniteGuard:
         self._pending: list[tuple[int, list[str], list[str], torch.Tensor]] = []
         self._hook = student.register_forward_hook(self._check_outputs) if isinstance(student, nn.Module) else None
 
-    def _check_outputs(self, module, inputs, outputs) -> None:
+    def _check_outputs(self, module, _inputs, outputs) -> None:
         if isinstance(outputs, dict):
             for key in self.OUTPUT_KEYS:
                 value = outputs.get(key)
                 if isinstance(value, torch.Tensor) and value.is_floating_point():
-                    self._outputs_ok[key] = torch.isfinite(value.detach()).all()
+                    self._outputs_ok[key] = all_finite(value.detach())
 
     def close(self) -> None:
         if self._hook is not None:
@@ -83,7 +90,7 @@ class NonFiniteGuard:
         """Forget the previous step's output flags; return this batch's flag (on the device)."""
         self._outputs_ok.clear()
         if images.is_floating_point():
-            return torch.isfinite(images).all()
+            return all_finite(images)
         return torch.ones((), dtype=torch.bool, device=images.device)
 
     def record(self, step: int, losses: dict[str, torch.Tensor], input_ok: torch.Tensor) -> None:

@@ -9,7 +9,9 @@ parallelism, whichever process loads each item), so a run gives the same numbers
 1 or 8 workers, and a resumed run re-creates them from the step number alone. In the main
 process (``num_workers=0``) the generators' states are put back after each batch, so
 loading never moves the random stream the model and losses draw from. The loader's own
-base seed comes from a private generator, for the same reason.
+base seed comes from a private generator, for the same reason. A dataset whose loading
+draws no random numbers (:func:`draws_randomness`: fixed images) is read without any of
+this, and in one call when it offers torch's ``__getitems__``.
 
 Workers are limited to one torch thread each (they decode and augment; the training
 threads keep the cores), and live for the whole run: one loader iterator spans every
@@ -85,8 +87,10 @@ class LoadFailure:
 
 class SeededBatchLoader(Dataset):
     """``dataset`` seen through :class:`BatchRequest`: ``__getitems__(request)`` loads
-    each of the request's items with the generators seeded by :func:`seed_generators`
-    and collates them into ``(step, fingerprint, batch)``."""
+    each of the request's items with the generators seeded by :func:`seed_generators` and
+    collates them into ``(step, fingerprint, batch)``. A dataset that draws no random
+    numbers (:func:`draws_randomness`) is read without seeding, through its own
+    ``__getitems__(indices)`` when it has one (a list of items, as a DataLoader reads it)."""
 
     def __init__(self, dataset: Dataset, data_seed: int):
         self.dataset, self.data_seed = dataset, int(data_seed)
@@ -99,15 +103,8 @@ class SeededBatchLoader(Dataset):
         return self.dataset[index]
 
     def __getitems__(self, request: BatchRequest):
-        positions = request.positions if request.positions is not None else range(len(request.indices))
         try:
-            samples = []
-            with preserved_generators():
-                for position, index in zip(positions, request.indices):
-                    if self.seeded:
-                        seed_generators(self.data_seed, request.step, position)
-                    samples.append(self.dataset[index])
-            return request.step, request.fingerprint, default_collate(samples)
+            return request.step, request.fingerprint, default_collate(self._samples(request))
         except Exception as err:
             if get_worker_info() is None:
                 raise  # the main process: the loop sees the exception itself
@@ -116,6 +113,20 @@ class SeededBatchLoader(Dataset):
             except Exception:  # noqa: BLE001 - let the DataLoader wrap what cannot travel
                 raise err from None
             return LoadFailure(request.step, err, traceback.format_exc())
+
+    def _samples(self, request: BatchRequest) -> list:
+        if not self.seeded:  # nothing drawn: nothing to seed or put back, and the items may come at once
+            load_many = getattr(self.dataset, "__getitems__", None)  # torch's protocol, as a DataLoader uses it
+            if load_many is not None:
+                return load_many(request.indices)
+            return [self.dataset[index] for index in request.indices]
+        positions = request.positions if request.positions is not None else range(len(request.indices))
+        samples = []
+        with preserved_generators():
+            for position, index in zip(positions, request.indices):
+                seed_generators(self.data_seed, request.step, position)
+                samples.append(self.dataset[index])
+        return samples
 
 
 def draws_randomness(dataset: Dataset) -> bool:

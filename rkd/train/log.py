@@ -3,8 +3,10 @@ page can plot and a killed run keeps.
 
 One row per value, ``step,kind,name,value``: ``kind`` is ``loss`` (each weighted term
 and their ``total``, after the step) or ``eval`` (each metric of an evaluation after the
-step). Rows are appended and flushed as the run goes, always before a checkpoint is
-written, so the file on disk covers at least every checkpointed step; a resumed run
+step). Rows are appended and flushed as the run goes (every :data:`FLUSH_SECONDS` at
+most, since a write per step costs a stand-in step about half a percent), always before
+a checkpoint is written and when the run stops, so the file on disk covers at least
+every checkpointed step; a resumed run
 first drops the rows past its checkpoint (and the final evaluation, which runs again),
 so the log of a run killed and resumed any number of times equals an uninterrupted
 run's. At the end the whole log is rewritten atomically.
@@ -18,15 +20,18 @@ from __future__ import annotations
 import csv
 import io
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 from ..runtime import atomic_write
 from .checkpoint import remove_orphaned_temporaries
 
-__all__ = ["TrainingLog", "default_log_path", "read_training_log", "COLUMNS"]
+__all__ = ["TrainingLog", "default_log_path", "read_training_log", "COLUMNS", "FLUSH_SECONDS"]
 
 COLUMNS = ("step", "kind", "name", "value")
+#: :meth:`TrainingLog.flush` with ``force=False`` writes when this many seconds have passed since the last write
+FLUSH_SECONDS = 2.0
 
 
 def default_log_path(checkpoint_path: str | Path | None) -> Path | None:
@@ -94,6 +99,7 @@ class TrainingLog:
         self._rewrite()
         self._written = len(self.rows)
         self._file = open(self.path, "a", newline="")
+        self._last_write = time.monotonic()
 
     def _kept_on_resume(self, row, resume_step: int) -> bool:
         step, kind = row[0], row[1]
@@ -130,12 +136,16 @@ class TrainingLog:
             if number is not None:
                 self.rows.append((step, "eval", f"{prefix}{name}", number))
 
-    def flush(self) -> None:
-        """Append the rows added since the last flush to the file, and flush it."""
+    def flush(self, *, force: bool = True) -> None:
+        """Append the rows added since the last flush to the file, and flush it; with
+        ``force=False`` only when :data:`FLUSH_SECONDS` have passed since the last write."""
+        if not force and time.monotonic() - self._last_write < FLUSH_SECONDS:
+            return
         if self._written < len(self.rows):
             self._file.write(self._render(self.rows[self._written:]))
             self._file.flush()
             self._written = len(self.rows)
+            self._last_write = time.monotonic()
 
     def close(self, complete: bool) -> None:
         """Flush; when the run ``complete``d, rewrite the whole log atomically."""

@@ -167,8 +167,8 @@ def fit(
                 if evaluation.due(done):
                     with lean.suspended():
                         evaluation.periodic(done, distiller)
-                if log is not None:
-                    log.flush()  # before the checkpoint: the log on disk covers every checkpointed step
+                if log is not None:  # always before a checkpoint: the log on disk covers every checkpointed step
+                    log.flush(force=checkpoint_due)
                 if checkpoint_due:
                     run.save(done, feed, monitor)
                 monitor.report()
@@ -271,7 +271,8 @@ class _Run:
     def finish(self, feed: _Feed, monitor: StepMonitor) -> None:
         """After the last step: the final checkpoint (unless written already), and under
         torchrun no process returns before rank 0 has written it."""
-        if self.checkpointer is not None and self.start_step < self.steps and self.checkpointer.saved_step != self.steps:
+        checkpointer = self.checkpointer
+        if checkpointer is not None and self.start_step < self.steps and checkpointer.saved_step != self.steps:
             self.save(self.steps, feed, monitor)
         if self.parallel is not None:
             self.parallel.barrier()

@@ -114,7 +114,9 @@ def _to_float32(outputs):
 
 
 def _ordinary(outputs):
-    """Inference tensors cloned into ordinary ones, low precision made float32."""
+    """Inference tensors cloned into ordinary ones, low precision made float32. A mapping
+    that is not a dict (:class:`rkd.distill.PrecomputedRows`) is kept as it is: it gathers
+    ordinary float32 tensors when a loss term reads them."""
     if isinstance(outputs, torch.Tensor):
         converted = _to_float32(outputs)
         return converted.clone() if converted.is_inference() else converted
