@@ -19,6 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from fixtures_trunks import write_trunk_store
 from fixtures_tuning import write_tuning_store
 from rkd.book.assemble import assemble, toc_notebooks
 from rkd.book.offline import external_resources, is_external
@@ -384,6 +385,7 @@ def _fake_checkout(root: Path, notebook_summary: dict | None = None) -> Path:
     (root / "benchmarks" / "results").mkdir(parents=True)
     (root / "benchmarks" / "results" / "bench_losses.json").write_text(json.dumps(_benchmark()))
     write_tuning_store(root / "results")
+    write_trunk_store(root / "results")
     return root
 
 

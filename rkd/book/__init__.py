@@ -12,6 +12,8 @@
   (:mod:`rkd.book.performance_kinds`).
 - :mod:`rkd.book.tuning`: the Fidelity page's tuning of the baselines, read from
   ``results/tuning.jsonl``.
+- :mod:`rkd.book.trunks`: the glyph-world page's pretrained trunks, read from
+  ``results/table1.jsonl``.
 - :mod:`rkd.book.figures`: the introduction's figure of the distance and angle potentials.
 - :mod:`rkd.book.assemble`: the build copy of the book's sources (``make book`` never
   builds from, or writes to, tracked files).

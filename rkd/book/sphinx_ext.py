@@ -35,7 +35,8 @@ What it does, and why:
   ``benchmarks/results``; the plots are drawn into ``_generated/performance/`` beside the
   page, in the build copy of the sources); ``tuning``, the baselines' grids and
   validation scores (:mod:`rkd.book.tuning`, from ``results/tuning.jsonl``; a warning
-  when the file is missing); ``reference <module>``, a module's reference
+  when the file is missing); ``trunks``, the glyph world's pretrained trunks
+  (:mod:`rkd.book.trunks`, from ``results/table1.jsonl``); ``reference <module>``, a module's reference
   (:mod:`rkd.book.reference`, rendered by autodoc from the docstrings). A generator that
   fails logs a warning and leaves an error box on the page. The introduction's figure
   (:mod:`rkd.book.figures`) is drawn into ``book/_generated/`` before reading.
@@ -253,6 +254,15 @@ def _tuning_section(app: Sphinx, docname: str, argument: str | None) -> str:
     return tuning_markdown(folder)
 
 
+def _trunks_section(app: Sphinx, docname: str, argument: str | None) -> str:
+    from rkd.book.trunks import trunks_markdown
+
+    folder = Path(app.srcdir) / app.config.rkd_results
+    for path in folder.glob("*.jsonl") if folder.is_dir() else []:
+        app.env.note_dependency(str(path))
+    return trunks_markdown(folder)
+
+
 def _reference_section(app: Sphinx, docname: str, argument: str | None) -> str:
     from rkd.book.reference import ReferenceError, reference_markdown
 
@@ -269,6 +279,7 @@ GENERATORS = {
     "rrd": _rrd_section,
     "performance": _performance_section,
     "tuning": _tuning_section,
+    "trunks": _trunks_section,
     "reference": _reference_section,
 }
 
@@ -277,6 +288,7 @@ def _generate(app: Sphinx, docname: str, name: str, argument: str | None = None)
     from rkd.book.performance import BenchmarkError
     from rkd.book.reference import ReferenceError
     from rkd.book.summary import SummaryError
+    from rkd.book.trunks import TrunkError
     from rkd.book.tuning import TuningError
 
     generator = GENERATORS.get(name)
@@ -286,7 +298,7 @@ def _generate(app: Sphinx, docname: str, name: str, argument: str | None = None)
         return ""
     try:
         return generator(app, docname, argument)
-    except (SummaryError, BenchmarkError, ReferenceError, TuningError) as error:
+    except (SummaryError, BenchmarkError, ReferenceError, TuningError, TrunkError) as error:
         logger.warning(f"[rkd] {error}", location=docname)
         return f"```{{error}}\nThis section could not be generated: {error}\n```\n"
 

@@ -4,7 +4,7 @@ embedding sizes, with and without L2 normalisation of the student.
 Paper: an ImageNet-pretrained ResNet50-512 teacher, ResNet18 students of 16 to 128
 dimensions, CUB-200-2011 and Cars196. ci: the glyph stand-ins of both (one script
 family each, first half of the characters for training, second half for testing),
-`small_cnn_wide` and `small_cnn` networks whose trunks were pretrained on the glyph
+`small_cnn_deep` and `small_cnn` networks whose trunks were pretrained on the glyph
 corpus (the stand-in for ImageNet weights).
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@ of the same architecture (no L2 normalisation), which then teaches the next gene
 three generations in all.
 
 Paper: ImageNet-pretrained ResNet50-512 on CUB-200-2011, Cars196 and Stanford Online
-Products. ci: `small_cnn_wide`-512 with a glyph-pretrained trunk on the glyph stand-ins.
+Products. ci: `small_cnn_deep`-512 with a glyph-pretrained trunk on the glyph stand-ins.
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ values are not comparable with the paper's: compare orderings.
                      seeds=table1.CI_SEEDS, num_workers=0,
             grid={"datasets": ("glyphs_cub",)},
             notes="the glyph stand-in of CUB (the Cars one runs with datasets=[\"glyphs_cars\"] and the "
-                  "SOP-like set is left out, to fit the budget), `small_cnn_wide`-512 with a glyph-pretrained "
+                  "SOP-like set is left out, to fit the budget), `small_cnn_deep`-512 with a glyph-pretrained "
                   "trunk, CPU",
         ),
         "paper": Preset(

@@ -3,7 +3,7 @@ state of the art (GoogLeNet-128, GoogLeNet-512, ResNet50-128), Recall@K.
 
 The paper's other rows (LiftedStruct, N-pairs, Angular, A-BIER, ABE8, Margin) are
 published numbers of other methods, shown as the paper prints them; only the RKD-DA rows
-are trained. ci: `small_cnn` plays GoogLeNet and `small_cnn_wide` ResNet50.
+are trained. ci: `small_cnn` plays GoogLeNet and `small_cnn_deep` ResNet50.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ Recall@1 (%); the other methods' rows are the paper's published numbers, not run
                      seeds=table1.CI_SEEDS,
                      num_workers=0, grid={"students": STUDENTS["ci"]},
                      notes="glyph stand-ins of CUB and Cars (the SOP-like set is left out to fit the budget); "
-                           "`small_cnn` for GoogLeNet, `small_cnn_wide` for ResNet50, glyph-pretrained trunks, CPU"),
+                           "`small_cnn` for GoogLeNet, `small_cnn_deep` for ResNet50, glyph-pretrained trunks, CPU"),
         "paper": Preset(scale="paper", datasets=(D.CUB200, D.CARS196, D.SOP), recipe=table2.PAPER,
                         grid={"students": STUDENTS["paper"]},
                         notes="the paper's protocol: ImageNet-pretrained ResNet50-512 teacher; ImageNet-pretrained "

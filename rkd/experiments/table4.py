@@ -3,7 +3,7 @@ transfer and their combinations with RKD-DA (RRD and RRD+HKD added).
 
 Paper: CIFAR-100 (ResNet50 -> VGG11-BN, 200 epochs) and Tiny ImageNet (ResNet101 ->
 ResNet18, 300 epochs), SGD, cross-entropy in every row. ci: the 100- and 200-class
-glyph stand-ins, `small_cnn_wide` -> `small_cnn`, the paper's CIFAR-100 schedule
+glyph stand-ins, `small_cnn_deep` -> `small_cnn`, the paper's CIFAR-100 schedule
 compressed into a few hundred steps.
 """
 from __future__ import annotations
