@@ -5,11 +5,15 @@ timed from the call to its results (the data check, the plan, every run of each 
 path for two steps, the evaluations and the page's analysis).
 
     .venv/bin/python benchmarks/bench_dry_runs.py [table1 table4 ...]
+
+Writes ``benchmarks/results/dry_runs_cpu.json`` (the seconds per notebook, with the
+machine's load average when it started: a shared machine's times are upper bounds).
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 import tempfile
 import time
@@ -22,7 +26,11 @@ from fixtures_data import (  # noqa: E402
     make_cars196_tree, make_cifar100_tree, make_cub200_tree, make_mini_imagenet_tree, make_omniglot_tree,
     make_sop_tree, make_stanford_dogs_tree, make_tiny_imagenet_tree,
 )
+from _results import write_results  # noqa: E402
 from rkd.experiments import get, names  # noqa: E402
+
+#: the issue's target for any one table's dry run on a 2-core CPU
+TARGET_SECONDS = 300
 
 
 def data_root(root: Path) -> Path:
@@ -39,15 +47,24 @@ def data_root(root: Path) -> Path:
 
 
 def main(chosen: list[str]) -> None:
+    rows = []
     with tempfile.TemporaryDirectory() as folder:
         root = data_root(Path(folder) / "data")
         for name in chosen or names():
+            load = os.getloadavg()[0]
             started = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()), tempfile.TemporaryDirectory() as cache:
                 results = get(name).run(scale="paper", data_root=str(root), dry_run=True, progress=False,
                                         cache_dir=cache)
-            print(f"{name}: {time.perf_counter() - started:.0f} s ({len(results.plan)} runs in the full plan)",
-                  flush=True)
+            seconds = time.perf_counter() - started
+            rows.append({"notebook": name, "seconds": seconds, "runs_in_full_plan": len(results.plan),
+                         "load_average_at_start": load})
+            print(f"{name}: {seconds:.0f} s ({len(results.plan)} runs in the full plan; load {load:.1f})", flush=True)
+    slowest = max(row["seconds"] for row in rows)
+    print(f"slowest dry run {slowest:.0f} s; target {TARGET_SECONDS} s: "
+          f"ratio target/slowest {TARGET_SECONDS / slowest:.2f}")
+    write_results("dry_runs", "cpu", rows, {"slowest_seconds": slowest,
+                                            "ratio_target_over_slowest": TARGET_SECONDS / slowest})
 
 
 if __name__ == "__main__":

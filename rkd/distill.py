@@ -45,7 +45,7 @@ class Distiller(nn.Module):
         self.student = student
         self.method = method
         self.terms = nn.ModuleDict(
-            {name: LOSS_TERMS.get(name)(context, **method.options_for(name)) for name in method.term_names}
+            {name: LOSS_TERMS.get(name).build(context, **method.options_for(name)) for name in method.term_names}
         )
         needing = [name for name, term in self.terms.items() if term.needs_teacher]
         if teacher is None and needing:
@@ -60,6 +60,8 @@ class Distiller(nn.Module):
     # ------------------------------------------------------------------ modes and parameters
 
     def train(self, mode: bool = True) -> Distiller:
+        """Set the student and the terms to training (``mode`` True) or eval mode, as
+        ``nn.Module.train`` does, but keep the teacher in eval mode; returns ``self``."""
         super().train(mode)
         if self.teacher is not None:
             self.teacher.eval()
@@ -151,9 +153,13 @@ class PrecomputedTeacher(nn.Module):
             return getattr(super().__getattr__("teacher"), name)
 
     def train(self, mode: bool = True) -> PrecomputedTeacher:
+        """Stay in eval mode whatever ``mode`` says (the teacher is frozen); returns ``self``."""
         return super().train(False)  # frozen, always
 
     def forward(self, x: Tensor) -> Mapping[str, Tensor]:
+        """The teacher's outputs for the batch ``x``: a :class:`PrecomputedRows` mapping of
+        the stored outputs when every image of ``x`` is in the set, else the teacher's own
+        forward pass of ``x``."""
         rows = [self.index.get(key) for key in _image_bytes(x)]
         if None in rows:
             return self.teacher(x)

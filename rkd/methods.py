@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from rkd.losses.terms import LOSS_TERMS
 from rkd.outputs import TAP_NAMES
 from rkd.registry import Registry, UnknownNameError
 
@@ -86,7 +87,16 @@ class Method:
             names.update(dict.fromkeys(stage.terms))
         return tuple(names)
 
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether a term of any stage reads the teacher's outputs (its class's
+        ``needs_teacher``): a run of the method then needs a teacher, else it trains alone."""
+        return any(LOSS_TERMS.get(term).needs_teacher for term in self.term_names)
+
     def options_for(self, term: str) -> dict[str, Any]:
+        """A new dict of the construction options of ``term`` (the keyword arguments its
+        :data:`rkd.losses.LOSS_TERMS` class's ``build`` receives); empty for a term without any, or
+        one the method does not use."""
         return dict(self.term_options.get(term, {}))
 
     def with_term_options(self, term: str, **options: Any) -> Method:

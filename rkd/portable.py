@@ -73,6 +73,8 @@ class PortableNumericsWarning(UserWarning):
 
 
 def pin_requested() -> bool:
+    """Whether the CPU pin is wanted: True unless :data:`OPT_OUT_VARIABLE` is set to
+    ``0``, ``false``, ``no`` or ``off`` (lower case; surrounding spaces ignored)."""
     return os.environ.get(OPT_OUT_VARIABLE, "1").strip() not in ("0", "false", "no", "off")
 
 

@@ -88,11 +88,14 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save(obj)`` to ``path`` through :func:`atomic_write`: never half-written."""
     with atomic_write(path, "wb") as handle:
         torch.save(obj, handle)
 
 
 def atomic_write_json(obj: Any, path: str | os.PathLike) -> None:
+    """``obj`` as JSON (indented, keys sorted) to ``path`` through :func:`atomic_write`:
+    never half-written."""
     with atomic_write(path, "w") as handle:
         json.dump(obj, handle, indent=2, sort_keys=True)
 

@@ -56,7 +56,7 @@ def loss_terms_digest() -> str:
                           num_classes=10, episode=(n_way, k_shot, n_query))
     digest = hashlib.sha256()
     for name in sorted(LOSS_TERMS.names()):
-        term = LOSS_TERMS.get(name)(context, **TERM_OPTIONS.get(name, {}))
+        term = LOSS_TERMS.get(name).build(context, **TERM_OPTIONS.get(name, {}))
         loss = term(student, teacher, labels)
         grads = torch.autograd.grad(loss, [*student.values(), *term.parameters()], allow_unused=True)
         digest.update(name.encode())

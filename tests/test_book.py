@@ -25,7 +25,7 @@ from rkd.book.assemble import assemble, toc_notebooks
 from rkd.book.offline import external_resources, is_external
 from rkd.book.performance import BenchmarkError, performance_markdown
 from rkd.book.reference import (REFERENCE_MODULES, ReferenceError, internal_page, page_of, public_names,
-                                reference_markdown, undocumented)
+                                reference_markdown, undocumented, undocumented_members)
 from rkd.book.sphinx_ext import collapse_injected_parameters, image_alt_texts
 from rkd.book.summary import SummaryError, read_summaries, rrd_markdown, summary_markdown
 from rkd.report.page import SUMMARY_MIME
@@ -304,7 +304,8 @@ def test_figures_get_their_alt_text_from_metadata_or_caption():
 def test_every_public_name_is_documented(module_name):
     missing = undocumented(module_name)
     assert not missing, (f"{module_name} exports names with no documentation: {missing}; give each a docstring "
-                         f"(a module-level value: a #: comment above its assignment)")
+                         f"(a method or property of an exported class: its own, as docstrings are not inherited; "
+                         f"a module-level value: a #: comment above its assignment)")
 
 
 @pytest.mark.parametrize("module_name", REFERENCE_MODULES)
@@ -355,6 +356,46 @@ def test_reference_lists_what_is_undocumented(fake_package):
         undocumented(fake_package + "_noall")
     with pytest.raises(ReferenceError, match="cannot import"):
         undocumented("rkd.no_such_module")
+
+
+def test_reference_lists_undocumented_methods_and_properties():
+    import torch
+
+    class Base(torch.nn.Module):
+        def documented(self):
+            """Documented here."""
+
+    class Loss(Base):
+        """A loss."""
+
+        weight = 2.0  # a class attribute: autodoc shows it only with a #: comment
+
+        def forward(self, x):  # overrides nn.Module.forward: its docstring is not inherited
+            return x
+
+        def documented(self):  # nor is Base.documented's
+            pass
+
+        def explained(self):
+            """Documented."""
+
+        @property
+        def size(self):
+            return 1
+
+        @staticmethod
+        def build():
+            pass
+
+        def extra_repr(self):
+            return ""
+
+        def _private(self):
+            pass
+
+    # only what Loss defines itself: nn.Module's methods and Base's are not its own
+    assert undocumented_members(Loss) == ["Loss.forward", "Loss.documented", "Loss.size", "Loss.build"]
+    assert undocumented_members(Base) == []
 
 
 def test_references_to_the_package_outside_the_reference():

@@ -182,8 +182,9 @@ def test_local_anchors_go_through_the_terms_own_row_split():
     LossTerm.forward_rows: the value is the sum of the processes' parts, the gradient W
     times this process's part; the term is put back afterwards. RKD-A's rows over a
     partition add up to its whole loss."""
-    term = LOSS_TERMS.get("rkd_angle")(TermContext(student_dim=5, teacher_dim=7))
-    assert term.splits_over_rows and not LOSS_TERMS.get("rkd_distance")(TermContext(student_dim=5)).splits_over_rows
+    term = LOSS_TERMS.get("rkd_angle").build(TermContext(student_dim=5, teacher_dim=7))
+    assert term.splits_over_rows
+    assert not LOSS_TERMS.get("rkd_distance").build(TermContext(student_dim=5)).splits_over_rows
     generator = torch.Generator().manual_seed(2)
     student = {"embedding": torch.randn(9, 5, dtype=torch.float64, generator=generator, requires_grad=True)}
     teacher = {"embedding": torch.randn(9, 7, dtype=torch.float64, generator=generator)}
@@ -201,7 +202,8 @@ def test_local_anchors_go_through_the_terms_own_row_split():
     restore()
     assert "forward" not in vars(term) and ANGLE_ANCHORS.get("global")(term, RowJob(range(0, 5), second)) is None
     with pytest.raises(NotImplementedError, match="not a sum over rows"):
-        LOSS_TERMS.get("rkd_distance")(TermContext(student_dim=5)).forward_rows(student, teacher, labels, range(2))
+        distance = LOSS_TERMS.get("rkd_distance").build(TermContext(student_dim=5))
+        distance.forward_rows(student, teacher, labels, range(2))
 
 
 def test_sync_batchnorm_holds_the_same_tensors_and_is_put_back():

@@ -35,7 +35,8 @@ from rkd.runs.policies import DRY_RUN, feasible_ks
 from rkd.runs.runner import Results
 from rkd.experiments.table1 import RELATIVE_GAIN
 from rkd.report.claims import claim_summary
-from rkd.report.stats import HOLDS, PAPER_UNCLEAR, REVERSED, UNCLEAR, judge, summarize_verdicts
+from rkd.report.stats import HOLDS, PAPER_UNCLEAR, REVERSED, UNCLEAR, judge
+from rkd.report.verdicts import summarize_verdicts
 from rkd.registry import UnknownNameError
 from rkd.train import TrainConfig
 
@@ -548,7 +549,8 @@ def test_unknown_experiment_scale_method_and_dataset_list_the_valid_ones():
     with pytest.raises(UnknownNameError, match=r"unknown experiment 'table7'; valid names: figure3, figure4, table1"):
         get("table7")
     for name in names():
-        with pytest.raises(ValueError, match=rf"unknown scale 'huge' for {get(name).title}; valid scales: ci, paper"):
+        with pytest.raises(ValueError,
+                           match=rf"unknown scale 'huge' for {get(name).title}; valid scales: ci, converged, paper"):
             get(name).plan("huge")
     with pytest.raises(ValueError, match=r"unknown Table 1 method\(s\) \['RKD'\]; valid: Triplet, FitNet"):
         get("table1").plan(methods=("RKD",))
@@ -656,10 +658,11 @@ def test_page_figures_are_palette_pngs_of_the_rendered_size():
     assert len(compact) < len(full.getvalue())
 
 
-def test_the_reproduce_page_costs_are_the_plans():
-    """The 'What a table costs' table of book/reproduce.md says what plan() computes."""
+@pytest.mark.parametrize("document", ["book/reproduce.md", "README.md"])
+def test_the_documented_costs_are_the_plans(document):
+    """The cost table of the 'Reproducing a table' page and of the README says what plan() computes."""
 
-    page = (Path(__file__).parent.parent / "book" / "reproduce.md").read_text()
+    page = (Path(__file__).parent.parent / document).read_text()
     found = {}
     for title, runs, images, hours in re.findall(r"^\| (Table \d|Figure \d) \| (\d+) \| ([\d,]+) \| (\d+) \|", page,
                                                  re.MULTILINE):
@@ -670,3 +673,23 @@ def test_the_reproduce_page_costs_are_the_plans():
         plan = experiment.plan(scale="paper", throughput=1000)
         expected = (len(plan), int(plan["images, all seeds"].sum()), round(plan["GPU-hours at 1000 img/s"].sum()))
         assert found[experiment.title] == expected, experiment.title
+
+
+@pytest.mark.parametrize("name", list(names()))
+def test_ci_is_the_converged_regime_cut_for_make_test(name):
+    from rkd.experiments.recipes import CI_CUT, CI_SEEDS, CONVERGED
+    from rkd.runs.plan import resolve_runs
+
+    ci, converged = (resolve_runs(get(name), scale=scale) for scale in ("ci", CONVERGED))
+    assert ci.seeds == CI_SEEDS and len(converged.seeds) >= 5
+    assert [r.name for r in ci.runs] == [r.name for r in converged.runs]
+    for short, full in zip(ci.runs, converged.runs):
+        assert (short.method, short.teacher, short.network, short.data) == (full.method, full.teacher, full.network,
+                                                                            full.data)
+        if full.role == "pretrain":  # the trunks are shared: the students of both regimes start from them
+            assert short == full
+        elif full.trains:
+            assert short.train.steps == full.train.steps // CI_CUT and short.train.lr == full.train.lr
+            assert all(m < short.train.steps for m in short.train.milestones)
+            assert short.evaluation.every == full.evaluation.every // CI_CUT
+    assert "cut 10-fold" in get(name).preset("ci").notes

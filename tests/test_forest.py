@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from rkd.report.forest import COLOURS, HEADINGS, TEXT_COLOURS, forest_alt_text, forest_plot, forest_title
-from rkd.report.stats import OUTCOME, PRIMARY, VERDICTS, Claim, Comparison, count_sentence, judge
+from rkd.report.stats import OUTCOME, PRIMARY, VERDICTS, Claim, Comparison, judge
+from rkd.report.verdicts import count_sentence
 
 
 def page(exploratory=4, seeds=5, seed=0):

@@ -103,3 +103,19 @@ def test_at_most_500_kb(notebook):
     path, _ = notebook
     size = path.stat().st_size
     assert size <= MAX_BYTES, f"{path.name} is {size:,} bytes; at most {MAX_BYTES:,} (500 KB)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_cells_are_the_template(path):
+    """The committed notebook's cells are what ``python -m rkd.experiments.notebook`` writes
+    (papermill's injected-parameters cell aside): a template change is re-executed and
+    committed, not left to drift."""
+    from rkd.experiments.notebook import PAGES, notebook
+
+    name = next(name for name, page in PAGES.items() if Path(page).name == path.name)
+    committed = json.loads(path.read_text())
+    cells = [(c["cell_type"], _text(c["source"])) for c in committed["cells"]
+             if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    expected = [(c["cell_type"], _text(c["source"])) for c in notebook(name).cells]
+    assert cells == expected, (f"{path.name} differs from its template: run `python -m rkd.experiments.notebook` "
+                               f"and re-execute it (make notebooks)")

@@ -37,8 +37,8 @@ pytestmark = pytest.mark.slow
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 
 #: per notebook, the smallest grid that still takes every code path of the page (at
-#: 224x224 a ResNet50 step costs seconds on the CPU). Two seeds where runs are cheap,
-#: so the paired intervals over seeds (and over episodes) are computed and shown.
+#: 224x224 a ResNet50 step costs seconds on the CPU). Two seeds where runs are cheap, to
+#: check that a dry run keeps the first only (the plan still lists every seed).
 GRIDS = {
     # one size and dataset; FitNet (hint stage, then fine-tune: two runs), DarkRank, RRD
     # (memory queue) and an RKD method, the last two with and without L2
@@ -141,12 +141,12 @@ def test_notebook_runs_end_to_end_at_paper_scale(name, data_root, tmp_path, monk
     record = records[0]
     json.dumps(record)
     assert record["experiment"] == name and record["scale"] == "paper (dry run)"
-    assert record["seeds"] == GRIDS[name]["seeds"]
+    # a dry run checks code paths, not numbers: it trains the first seed only
+    assert record["seeds"] == GRIDS[name]["seeds"][:1]
     assert any(r["ours_mean"] is not None for r in record["rows"])
     assert record["claims"], "no claim was judged"
-    intervals = [c["interval"] for c in record["claims"]]
-    if len(GRIDS[name]["seeds"]) > 1:  # paired over two seeds: a finite interval
-        assert all(low is not None and high is not None and low <= high for low, high in intervals)
-    else:  # one seed is an anecdote: no interval, no verdict
-        assert all(i == [None, None] for i in intervals)
-        assert {c["verdict"] for c in record["claims"]} == {"not distinguishable at this scale"}
+    comparisons = [c for claim in record["claims"] for c in claim["comparisons"]]
+    assert comparisons, "no comparison was judged"
+    # one seed is an anecdote: no interval, no verdict
+    assert all(c["interval"] == [None, None] for c in comparisons)
+    assert {c["verdict"] for c in comparisons} == {"not distinguishable at this scale"}

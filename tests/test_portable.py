@@ -100,6 +100,13 @@ def test_pinned_training_is_identical_on_an_emulated_processor_of_the_other_vend
     assert emulated == native, f"pinned training differs on an emulated {cpu} (this machine: {_vendor()})"
 
 
+# the package's core modules: importing them (what a library user does) must not pin the CPU either
+CORE_MODULES = ("rkd.losses", "rkd.methods", "rkd.distill", "rkd.train", "rkd.models", "rkd.data", "rkd.metrics")
+# torch's process-wide settings and its global random state, before and after the imports
+_TORCH_STATE = ("(torch.are_deterministic_algorithms_enabled(), torch.get_num_threads(), torch.get_default_dtype(), "
+                "torch.get_rng_state().tolist())")
+
+
 def test_import_rkd_pin_puts_the_pin_into_the_environment_before_torch_and_import_rkd_does_not():
     code = "import os, rkd{}; print(*(os.environ.get(k, '-') for k in ('ONEDNN_MAX_CPU_ISA', 'MKL_CBWR', " \
            "'ATEN_CPU_CAPABILITY')))"
@@ -110,6 +117,12 @@ def test_import_rkd_pin_puts_the_pin_into_the_environment_before_torch_and_impor
     plain = subprocess.run([sys.executable, "-c", code.format("")], env=env, capture_output=True, text=True,
                            check=True)
     assert plain.stdout.split() == ["-", "-", "-"]
+    # the core modules import torch and much else: still no pin, and torch's global state untouched
+    core = (f"import torch\nbefore = {_TORCH_STATE}\nimport {', '.join(CORE_MODULES)}\n"
+            f"import os\nprint(*(os.environ.get(k, '-') for k in ('ONEDNN_MAX_CPU_ISA', 'MKL_CBWR', "
+            f"'ATEN_CPU_CAPABILITY')), 'unchanged' if {_TORCH_STATE} == before else 'changed')")
+    imported = subprocess.run([sys.executable, "-c", core], env=env, capture_output=True, text=True, check=True)
+    assert imported.stdout.split() == ["-", "-", "-", "unchanged"], imported.stdout
 
 
 def _configure(code: str, **extra: str) -> subprocess.CompletedProcess:

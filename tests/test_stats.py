@@ -14,8 +14,8 @@ from rkd.runs.convergence import converged, final_rise
 from rkd.report.inference import TOST, benjamini_hochberg, holm, minimum_detectable_difference, seeds_needed
 from rkd.report.stats import (EQUIVALENT, EXPLORATORY, HOLDS, INFERIOR, NON_INFERIOR, NOT_CONVERGED, NOT_EQUIVALENT,
                               PAPER_UNCLEAR, PRIMARY, REVERSED, UNCLEAR, UNDECIDED, Claim, Comparison,
-                              claim_word, clustered_interval, count_sentence, judge,
-                              summarize_verdicts, t_interval)
+                              clustered_interval, judge, t_interval)
+from rkd.report.verdicts import claim_word, count_sentence, summarize_verdicts
 
 A, B = {"method": "A"}, {"method": "B"}
 

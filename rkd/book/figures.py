@@ -61,57 +61,50 @@ def _cosine(x: np.ndarray, i: int, j: int, k: int) -> float:
     return float(e_ij @ e_kj)
 
 
-def draw_relational_potentials(path: Path) -> Path:
-    """Draw the three-panel figure to ``path`` (the suffix picks the format: .svg, .png)."""
-    import matplotlib
+TEACHER_COLOUR, STUDENT_COLOUR = "#1f5fa8", "#d9661f"
+_LABELS = ["1", "2", "3", "4", "5"]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Arc
 
-    teacher, student = example_embeddings()
-    losses = potentials(teacher, student)
-    teacher_colour, student_colour = "#1f5fa8", "#d9661f"
-    labels = ["1", "2", "3", "4", "5"]
+def _scatter(ax, points, colour, marker, prefix) -> None:
+    ax.scatter(points[:, 0], points[:, 1], s=90, color=colour, marker=marker, zorder=3)
+    for label, (x, y) in zip(_LABELS, points):
+        ax.annotate(f"${prefix}_{label}$", (x, y), textcoords="offset points", xytext=(6, 5),
+                    color=colour, fontsize=15)
 
-    plt.rcParams.update({"font.size": 15, "svg.hashsalt": "rkd-book", "svg.fonttype": "path"})
-    fig, axes = plt.subplots(1, 3, figsize=(14, 5.6), constrained_layout=True)
 
-    def scatter(ax, points, colour, marker, prefix):
-        ax.scatter(points[:, 0], points[:, 1], s=90, color=colour, marker=marker, zorder=3)
-        for label, (x, y) in zip(labels, points):
-            ax.annotate(f"${prefix}_{label}$", (x, y), textcoords="offset points", xytext=(6, 5),
-                        color=colour, fontsize=15)
-
+def _individual_panel(ax, teacher: np.ndarray, student: np.ndarray, losses: dict[str, float]) -> None:
     # (a) individual KD: every student output is pulled onto its own teacher output
-    ax = axes[0]
-    scatter(ax, teacher, teacher_colour, "o", "t")
-    scatter(ax, student, student_colour, "s", "s")
+    _scatter(ax, teacher, TEACHER_COLOUR, "o", "t")
+    _scatter(ax, student, STUDENT_COLOUR, "s", "s")
     for s_point, t_point in zip(student, teacher):
         ax.annotate("", xy=t_point, xytext=s_point,
                     arrowprops=dict(arrowstyle="->", color="0.45", lw=1.0, shrinkA=6, shrinkB=6))
     ax.set_title("Individual KD (eq. 1)\nmatch each output")
     ax.text(0.02, 0.02, f"squared error $= {losses['ikd']:.2f}$", transform=ax.transAxes, fontsize=13)
 
+
+def _distance_panel(ax, teacher: np.ndarray, student: np.ndarray, losses: dict[str, float]) -> None:
     # (b) distance potential: every pair's distance over the batch's mean distance
-    ax = axes[1]
-    for points, colour in ((teacher, teacher_colour), (student, student_colour)):
+    for points, colour in ((teacher, TEACHER_COLOUR), (student, STUDENT_COLOUR)):
         for i in range(len(points)):
             for j in range(i + 1, len(points)):
                 ax.plot(*points[[i, j]].T, color=colour, lw=0.8, alpha=0.35, zorder=1)
         ax.plot(*points[[0, 3]].T, color=colour, lw=2.2, zorder=2)
-    scatter(ax, teacher, teacher_colour, "o", "t")
-    scatter(ax, student, student_colour, "s", "s")
+    _scatter(ax, teacher, TEACHER_COLOUR, "o", "t")
+    _scatter(ax, student, STUDENT_COLOUR, "s", "s")
     ax.set_title("Distances $\\psi_D$ (eqs. 5-7)\nmatch $\\Vert t_i - t_j \\Vert\\, / \\mu$")
     ax.text(0.02, 0.10, f"$\\psi_D(t_1,t_4) = {_mu_normalised_distance(teacher, 0, 3):.3f}$, "
                         f"$\\psi_D(s_1,s_4) = {_mu_normalised_distance(student, 0, 3):.3f}$",
             transform=ax.transAxes, fontsize=13)
     ax.text(0.02, 0.02, f"RKD-D loss $= {losses['rkd_d']:.3f}$", transform=ax.transAxes, fontsize=13)
 
+
+def _angle_panel(ax, teacher: np.ndarray, student: np.ndarray, losses: dict[str, float]) -> None:
+    from matplotlib.patches import Arc
+
     # (c) angle potential: the cosine of the angle at the vertex j of every triple
-    ax = axes[2]
     i, j, k = 1, 0, 2
-    for points, colour, name in ((teacher, teacher_colour, "t"), (student, student_colour, "s")):
+    for points, colour, name in ((teacher, TEACHER_COLOUR, "t"), (student, STUDENT_COLOUR, "s")):
         ax.plot(*points[[i, j]].T, color=colour, lw=1.0, ls="--", zorder=2)
         ax.plot(*points[[k, j]].T, color=colour, lw=1.0, ls="--", zorder=2)
         # the unit vectors e^ij, e^kj drawn at a length the smaller triangle can hold
@@ -129,13 +122,28 @@ def draw_relational_potentials(path: Path) -> Path:
         if high - low > 180:
             low, high = high, low + 360
         ax.add_patch(Arc(points[j], length, length, theta1=low, theta2=high, color=colour, lw=1.2))
-    scatter(ax, teacher, teacher_colour, "o", "t")
-    scatter(ax, student, student_colour, "s", "s")
+    _scatter(ax, teacher, TEACHER_COLOUR, "o", "t")
+    _scatter(ax, student, STUDENT_COLOUR, "s", "s")
     ax.set_title("Angles $\\psi_A$ (eqs. 9-10)\nmatch $\\langle e^{ij}, e^{kj}\\rangle$ at each vertex")
     ax.text(0.02, 0.10, f"$\\cos\\angle t_2 t_1 t_3 = {_cosine(teacher, i, j, k):.3f}$, "
                         f"$\\cos\\angle s_2 s_1 s_3 = {_cosine(student, i, j, k):.3f}$",
             transform=ax.transAxes, fontsize=13)
     ax.text(0.02, 0.02, f"RKD-A loss $= {losses['rkd_a']:.3f}$", transform=ax.transAxes, fontsize=13)
+
+
+def draw_relational_potentials(path: Path) -> Path:
+    """Draw the three-panel figure to ``path`` (the suffix picks the format: .svg, .png)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    teacher, student = example_embeddings()
+    losses = potentials(teacher, student)
+    plt.rcParams.update({"font.size": 15, "svg.hashsalt": "rkd-book", "svg.fonttype": "path"})
+    fig, axes = plt.subplots(1, 3, figsize=(14, 5.6), constrained_layout=True)
+    for ax, panel in zip(axes, (_individual_panel, _distance_panel, _angle_panel)):
+        panel(ax, teacher, student, losses)
 
     every = np.vstack([teacher, student])
     low, high = every.min(axis=0) - 0.7, every.max(axis=0) + 0.9
@@ -146,8 +154,8 @@ def draw_relational_potentials(path: Path) -> Path:
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0].legend(
-        handles=[plt.Line2D([], [], color=teacher_colour, marker="o", ls="", label="teacher $t_i = f_T(x_i)$"),
-                 plt.Line2D([], [], color=student_colour, marker="s", ls="", label="student $s_i = f_S(x_i)$")],
+        handles=[plt.Line2D([], [], color=TEACHER_COLOUR, marker="o", ls="", label="teacher $t_i = f_T(x_i)$"),
+                 plt.Line2D([], [], color=STUDENT_COLOUR, marker="s", ls="", label="student $s_i = f_S(x_i)$")],
         loc="upper right", fontsize=12, framealpha=0.9)
 
     path = Path(path)

@@ -11,7 +11,9 @@ Module-level data (a registry, a table of constants) has no docstring of its own
 documentation is the ``#:`` comment above its assignment in the module that defines it.
 Autodoc reads such comments only in the module it documents, which for a name a package
 re-exports is the package's ``__init__``, so this module finds the comment and writes the
-entry itself. :func:`undocumented` lists the public names that have no documentation; a
+entry itself. :func:`undocumented` lists the public names that have no documentation, and
+the public methods and properties of the exported classes that have none (autodoc, with
+``:members:`` alone and no inherited docstrings, leaves those off the page silently); a
 test of ``make test`` fails on any.
 
 A docstring may name a part of the package that the reference does not document on its
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -37,7 +40,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 __all__ = ["REFERENCE_MODULES", "ReferenceError", "public_names", "documentation", "undocumented",
-           "reference_markdown", "internal_page", "page_of"]
+           "undocumented_members", "reference_markdown", "internal_page", "page_of"]
 
 #: the modules the book's reference documents, one page each (``book/api/<last part>.md``)
 REFERENCE_MODULES = ("rkd.losses", "rkd.methods", "rkd.distill", "rkd.train", "rkd.metrics", "rkd.data",
@@ -127,10 +130,47 @@ def documentation(module: ModuleType, name: str) -> str | None:
     return doc.strip() if doc and doc.strip() else None
 
 
+def _member_docstring(member: object) -> str | None | bool:
+    """The docstring of a class member autodoc documents (a method, a static or class
+    method, a property), None when it has none, False for anything else (a class attribute,
+    a dataclass field's default): autodoc shows those only with a ``#:`` comment."""
+    if isinstance(member, (staticmethod, classmethod)):
+        return member.__func__.__doc__
+    if inspect.isfunction(member) or isinstance(member, (property, functools.cached_property)):
+        return member.__doc__
+    return False
+
+
+def undocumented_members(cls: type) -> list[str]:
+    """The public methods and properties ``cls`` defines itself (not the ones it inherits,
+    from ``nn.Module`` say) that have no docstring of their own, as ``Class.member``.
+
+    The book documents a class with ``:members:`` and neither ``:undoc-members:`` nor
+    inherited docstrings (``autodoc_inherit_docstrings: false``): such a member, ``forward``
+    overriding ``nn.Module.forward`` included, would be missing from its page without a
+    word. ``extra_repr`` (the module's printed form) is left out."""
+    fields = getattr(cls, "__dataclass_fields__", {})  # a field's default (a function, say) is no method
+    missing = []
+    for name, member in vars(cls).items():
+        if name.startswith("_") or name == "extra_repr" or name in fields:
+            continue
+        doc = _member_docstring(member)
+        if doc is not False and not (doc and doc.strip()):
+            missing.append(f"{cls.__name__}.{name}")
+    return missing
+
+
 def undocumented(module_name: str) -> list[str]:
-    """The public names of ``module_name`` that have no documentation."""
+    """The public names of ``module_name`` that have no documentation, and the public
+    methods and properties of its classes that have none (:func:`undocumented_members`)."""
     module = _module(module_name)
-    return [name for name in public_names(module) if documentation(module, name) is None]
+    missing = []
+    for name in public_names(module):
+        if documentation(module, name) is None:
+            missing.append(name)
+        if inspect.isclass(getattr(module, name)):
+            missing += undocumented_members(getattr(module, name))
+    return missing
 
 
 def _first_sentence(doc: str) -> str:

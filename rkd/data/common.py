@@ -146,6 +146,7 @@ class ImageListDataset(Dataset):
 
     @property
     def num_classes(self) -> int:
+        """The number of classes C (``len(classes)``); targets lie in 0..C-1."""
         return len(self.classes)
 
     def __len__(self) -> int:

@@ -38,11 +38,15 @@ __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "CIFAR_MEAN", "CIFAR_STD", "CAFFE_BGR_MEAN",
 ]
 
+#: ImageNet's per-channel (RGB) mean, of values in 0..1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
+#: ImageNet's per-channel (RGB) standard deviation, of values in 0..1
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# the authors' CIFAR code normalises CIFAR-100 with these (CIFAR-10) statistics
+#: the per-channel (RGB) mean the authors' CIFAR code normalises CIFAR-100 with (CIFAR-10's statistics)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+#: the per-channel (RGB) standard deviation of the authors' CIFAR code (CIFAR-10's statistics)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
+#: the per-channel (BGR) mean, of values in 0..255, that Caffe-converted backbones expect subtracted
 CAFFE_BGR_MEAN = (104.0, 117.0, 128.0)
 
 #: name -> (train transform factory, test transform factory)
@@ -59,11 +63,15 @@ def _resized(crop: int) -> int:
 
 
 def metric_train(crop: int = 224) -> v2.Compose:
+    """Metric learning, training: resize to a square (256 for a 224 crop), random ``crop``
+    crop, horizontal flip, ImageNet mean/std."""
     return v2.Compose([v2.Resize((_resized(crop),) * 2), v2.RandomCrop(crop), v2.RandomHorizontalFlip(),
                        *_to_float(), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 def metric_test(crop: int = 224) -> v2.Compose:
+    """Metric learning, test: resize to a square (256 for a 224 crop), centre ``crop``
+    crop, ImageNet mean/std."""
     return v2.Compose([v2.Resize((_resized(crop),) * 2), v2.CenterCrop(crop), *_to_float(),
                        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
@@ -73,31 +81,41 @@ def _rgb_to_caffe_bgr(image: torch.Tensor) -> torch.Tensor:
 
 
 def metric_caffe_train(crop: int = 224) -> v2.Compose:
+    """:func:`metric_train`'s geometry for Caffe-converted backbones: BGR, values 0..255
+    minus :data:`CAFFE_BGR_MEAN`."""
     return v2.Compose([v2.Resize((_resized(crop),) * 2), v2.RandomCrop(crop), v2.RandomHorizontalFlip(),
                        *_to_float(), v2.Lambda(_rgb_to_caffe_bgr), v2.Normalize(CAFFE_BGR_MEAN, (1.0, 1.0, 1.0))])
 
 
 def metric_caffe_test(crop: int = 224) -> v2.Compose:
+    """:func:`metric_test`'s geometry for Caffe-converted backbones: BGR, values 0..255
+    minus :data:`CAFFE_BGR_MEAN`."""
     return v2.Compose([v2.Resize((_resized(crop),) * 2), v2.CenterCrop(crop), *_to_float(),
                        v2.Lambda(_rgb_to_caffe_bgr), v2.Normalize(CAFFE_BGR_MEAN, (1.0, 1.0, 1.0))])
 
 
 def cifar_train() -> v2.Compose:
+    """CIFAR, training: random 32 crop of the image zero-padded by 4 (40x40), horizontal
+    flip, :data:`CIFAR_MEAN` / :data:`CIFAR_STD`."""
     return v2.Compose([v2.RandomCrop(32, padding=4, fill=0), v2.RandomHorizontalFlip(), *_to_float(),
                        v2.Normalize(CIFAR_MEAN, CIFAR_STD)])
 
 
 def cifar_test() -> v2.Compose:
+    """CIFAR, test: no augmentation, :data:`CIFAR_MEAN` / :data:`CIFAR_STD`."""
     return v2.Compose([*_to_float(), v2.Normalize(CIFAR_MEAN, CIFAR_STD)])
 
 
 def tiny_imagenet_train(crop: int = 64) -> v2.Compose:
+    """Tiny ImageNet, training: resize to ``crop`` x ``crop``, random rotation (15 degrees),
+    colour jitter (0.4 brightness, contrast, saturation), horizontal flip, ImageNet mean/std."""
     return v2.Compose([v2.Resize((crop, crop)), v2.RandomRotation(15),
                        v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4), v2.RandomHorizontalFlip(),
                        *_to_float(), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 def tiny_imagenet_test(crop: int = 64) -> v2.Compose:
+    """Tiny ImageNet, test: resize to ``crop`` x ``crop``, ImageNet mean/std."""
     return v2.Compose([v2.Resize((crop, crop)), *_to_float(), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
@@ -106,10 +124,12 @@ def _invert(image: torch.Tensor) -> torch.Tensor:
 
 
 def omniglot() -> v2.Compose:
+    """Omniglot, train and test: 28x28 grayscale, inverted (strokes 1, background 0)."""
     return v2.Compose([v2.Grayscale(1), v2.Resize((28, 28)), *_to_float(), v2.Lambda(_invert)])
 
 
 def mini_imagenet() -> v2.Compose:
+    """miniImageNet, train and test: resize to 84x84 RGB, ImageNet mean/std."""
     return v2.Compose([v2.Resize((84, 84)), *_to_float(), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 

@@ -56,6 +56,9 @@ class Experiment:
     # ------------------------------------------------------------ what a subclass declares
 
     def runs(self, preset: Any, **params: Any) -> Iterable[Run]:  # pragma: no cover - abstract
+        """The training runs of the experiment at ``preset`` (a value of :attr:`presets`),
+        given its own ``params`` (:attr:`parameters`): :class:`~rkd.runs.Run` s in an order
+        where a run comes after the runs that teach and start it. Every subclass implements it."""
         raise NotImplementedError
 
     def analyse(self, results, models) -> None:
@@ -79,6 +82,9 @@ class Experiment:
         return rows
 
     def claims(self, rows: pd.DataFrame) -> list:
+        """The paper's claims the experiment checks, as :class:`rkd.report.stats.Claim` s
+        (none by default). ``rows``: our result rows as the page shows them (the paper's
+        keys, :meth:`with_derived` rows included), for claims that depend on what ran."""
         return []
 
     def with_derived(self, frame: pd.DataFrame, value: str) -> pd.DataFrame:
@@ -87,6 +93,8 @@ class Experiment:
         return frame
 
     def plot(self, rows: pd.DataFrame):
+        """The page's figure of our ``rows`` (after :meth:`keyed`) beside the paper's
+        numbers: a matplotlib figure, or None (the default) for an experiment without one."""
         return None
 
     def figure(self, results):
@@ -102,6 +110,8 @@ class Experiment:
         return {d.display: d.paper_name for d in results.datasets}
 
     def describe_data(self, results) -> str:
+        """The page box's sentence on the data of ``results``: each dataset as shown, with
+        the paper's dataset it stands in for, then the notes of the scale's preset."""
         parts = [d.display + ("" if d.stands_in_for is None else f" for {d.stands_in_for}") for d in results.datasets]
         notes = self.preset(results.scale.split(" ")[0]).notes
         return "; ".join(parts) + (f". {notes}." if notes else ".")
@@ -118,6 +128,11 @@ class Experiment:
     # ------------------------------------------------------------ shared
 
     def preset(self, scale: str) -> Any:
+        """The preset of ``scale`` (a key of :attr:`presets`, e.g. ``"ci"``).
+
+        Raises:
+            ValueError: a scale the experiment has no preset for (the valid ones named).
+        """
         if scale not in self.presets:
             raise ValueError(f"unknown scale {scale!r} for {self.title}; valid scales: {', '.join(self.presets)}")
         return self.presets[scale]

@@ -30,12 +30,13 @@ GRIDS: dict[str, dict[str, tuple[Setting, ...]]] = {
 
 #: task -> baseline -> the setting the pages use at ``scale="ci"`` (the best of its grid)
 CHOSEN: dict[str, dict[str, Setting]] = {
-    "metric": {"Attention": GRIDS["metric"]["Attention"][0], "DarkRank": GRIDS["metric"]["DarkRank"][0],
-               "RRD": GRIDS["metric"]["RRD"][0]},
-    "classification": {"Attention": GRIDS["classification"]["Attention"][0],
+    "metric": {"Attention": GRIDS["metric"]["Attention"][1], "DarkRank": GRIDS["metric"]["DarkRank"][3],
+               "RRD": GRIDS["metric"]["RRD"][1]},
+    "classification": {"Attention": GRIDS["classification"]["Attention"][2],
                        "RRD": GRIDS["classification"]["RRD"][0]},
-    "fewshot": {"Attention": GRIDS["fewshot"]["Attention"][0]},
+    "fewshot": {"Attention": GRIDS["fewshot"]["Attention"][1]},
 }
+
 
 def setting_label(setting: Setting) -> str:
     """A grid point in words: ``attention x5``, ``darkrank alpha=1 beta=3``."""

@@ -20,7 +20,7 @@ from ..data.splits import load_split
 from ..evaluate import embed, nearest_neighbours
 from . import datasets as D
 from . import table1
-from .recipes import TEACHER, MetricRecipe, Preset
+from .recipes import CONVERGED, MetricRecipe, Preset, TEACHER, with_ci
 from .base import Experiment, Parameter
 from ..report.stats import PRIMARY, Claim, Comparison
 
@@ -53,15 +53,15 @@ numbers over every test query.
     table_note = """
 Recall@1 (%) over every test query; the paper prints no numbers for this figure.
 """
-    presets = {
-        "ci": Preset(scale="ci", datasets=(D.GLYPHS_CUB,), recipe=table1.CI, threads=1,
-                     seeds=table1.CI_SEEDS, num_workers=0,
+    presets = with_ci({
+        CONVERGED: Preset(scale=CONVERGED, datasets=(D.GLYPHS_CUB,), recipe=table1.CI, threads=1,
+                     seeds=table1.CONVERGED_SEEDS, num_workers=0,
                      grid={"queries": 4},
                      notes="the glyph stand-in of CUB, glyph-pretrained trunks, CPU"),
         "paper": Preset(scale="paper", datasets=(D.CUB200, D.CARS196), recipe=table1.PAPER, grid={"queries": 4},
                         notes="the paper's protocol: ImageNet-pretrained ResNet50-512 teacher, ResNet18-128 student, "
                               "224x224 crops"),
-    }
+    })
     parameters = {
         "datasets": Parameter(tuple[str, ...] | None, None, "registry names of the datasets (None: all)"),
         "queries": Parameter(int | None, None, "queries shown per selection (None: the preset's)"),

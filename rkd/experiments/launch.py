@@ -174,6 +174,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line (see the module): run, launch or report the status of one
+    experiment's runs, with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+    A parameter given twice exits with a message; one the notebook would refuse (unknown,
+    or of the wrong type) raises its :class:`~rkd.experiments.ParameterError`."""
     from ..runs.executors import SlurmOptions
     from . import get, notebook_parameters
 

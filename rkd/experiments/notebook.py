@@ -32,8 +32,9 @@ PAGES = {
 }
 
 _COMMON = {
-    "scale": ('"ci"', '"ci": the offline stand-ins on the CPU (their numbers are read from results/; a run '
-                      'missing there is trained); "paper": the paper\'s protocol and data (GPU, data_root)'),
+    "scale": ('"ci"', '"ci": the offline stand-ins on the CPU, short schedules (numbers read from results/; a run '
+                      'missing there is trained); "converged": the same trained to their plateau (results/converged/); '
+                      '"paper": the paper\'s protocol and data (GPU, data_root)'),
     "data_root": ("None", "folder holding the paper's datasets in their official layouts (paper scale)"),
     "device": ('"cpu"', '"cpu", "cuda" or "auto"'),
     "seeds": ("None", "None: the preset's seeds; every number is the mean ± std over them"),
@@ -53,6 +54,8 @@ def _markdown(source: str):
 
 
 def notebook(name: str) -> nbformat.NotebookNode:
+    """The unexecuted results page of experiment ``name``: its parameters cell (the common
+    parameters, then its own), the run, and one cell per section of the page."""
     experiment = get(name)
     parameters = []  # each parameter after its comment: the cell reads on a narrow page
     for param, (default, comment) in _COMMON.items():
@@ -103,6 +106,8 @@ def notebook(name: str) -> nbformat.NotebookNode:
 
 
 def write_all(directory: str | Path = "notebooks", only: list[str] | None = None) -> list[Path]:
+    """Write the :func:`notebook` of every experiment (or of those named in ``only``) into
+    ``directory``, under its file name of :data:`PAGES`; returns the paths written."""
     written = []
     for name in only or names():
         path = Path(directory) / PAGES[name]

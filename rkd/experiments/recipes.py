@@ -9,15 +9,17 @@ combine them; the runner trains them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from ..data.splits import DataSpec
+from ..methods import get_method
 from ..models.spec import ModelSpec
 from ..train import TrainConfig
 from ..runs.spec import Batches, Evaluation, Run
 
-__all__ = ["Preset", "Pretraining", "Setting", "MetricRecipe", "ClassificationSetup", "FewShotRecipe", "TEACHER"]
+__all__ = ["Preset", "Pretraining", "Setting", "MetricRecipe", "ClassificationSetup", "FewShotRecipe", "TEACHER",
+           "with_ci", "CONVERGED", "CI_CUT", "CI_SEEDS"]
 
 #: the name of each dataset's teacher run
 TEACHER = "teacher"
@@ -143,7 +145,7 @@ class MetricRecipe:
             name=name, role=role, task="metric", data=data, network=network,
             model_options=(("embedding_dim", dim), ("normalize", l2)), method=method,
             train=self.schedules(data)[1], batches=self._batches(data), evaluation=self._evaluation(data),
-            teacher=teacher if method != "Triplet" else None, init=self._init(network),
+            teacher=teacher if get_method(method, "metric").needs_teacher else None, init=self._init(network),
             labels=self._labels(dim, l2, labels),
         )
         return self.settings[method].apply(run) if method in self.settings else run
@@ -186,7 +188,7 @@ class ClassificationSetup:
         run = Run(
             name=method, role="student", task="classification", data=self.data, network=self.student,
             method=method, train=self.train, batches=Batches("random", size=self.batch_size),
-            evaluation=self.evaluation, teacher=None if method == "Baseline" else TEACHER,
+            evaluation=self.evaluation, teacher=TEACHER if get_method(method, "classification").needs_teacher else None,
         )
         return self.settings[method].apply(run) if method in self.settings else run
 
@@ -230,3 +232,47 @@ class FewShotRecipe:
 
     def student_run(self, data: DataSpec, shot: int, method: str) -> Run:
         return self._run(data, shot, method, "student", method, f"Teacher ({shot}-shot)")
+
+
+#: the scale of the stand-in regime whose runs reach a plateau (hours on a CPU: ``make results SCALE=converged``)
+CONVERGED = "converged"
+#: at ``scale="ci"`` every schedule of the converged regime is cut by this factor (what ``make test`` affords)
+CI_CUT = 10
+#: the seeds at ``scale="ci"``
+CI_SEEDS = (0, 1, 2)
+
+
+def _cut(value: Any) -> Any:
+    """``value`` with every training schedule cut by :data:`CI_CUT` (steps, milestones,
+    evaluations along the way); the pretrained trunks are left whole: they are shared with
+    the converged regime and are what the students start from."""
+    if isinstance(value, TrainConfig):
+        return replace(value, steps=max(1, value.steps // CI_CUT),
+                       milestones=tuple(sorted({max(1, m // CI_CUT) for m in value.milestones})),
+                       checkpoint_every=value.checkpoint_every // CI_CUT)
+    if isinstance(value, Evaluation):
+        return replace(value, every=value.every // CI_CUT if value.every else 0)
+    if isinstance(value, (Pretraining, Setting, DataSpec, ModelSpec)):
+        return value
+    if is_dataclass(value) and not isinstance(value, type):  # a recipe: its evaluations' spacing is eval_every
+        return replace(value, **{f.name: getattr(value, f.name) // CI_CUT if f.name == "eval_every" else
+                                 _cut(getattr(value, f.name)) for f in fields(value) if f.init})
+    if isinstance(value, Mapping):
+        return {k: _cut(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_cut(v) for v in value)
+    return value
+
+
+def with_ci(presets: Mapping[str, Preset]) -> dict[str, Preset]:
+    """``presets`` with ``"ci"`` derived from ``"converged"`` (the stand-in regime whose runs
+    reach a plateau): the same runs with every schedule cut by :data:`CI_CUT` and the seeds of
+    :data:`CI_SEEDS`, short enough for ``make test`` to verify. Its runs do not converge, and
+    the pages give no verdict on them; the converged regime's pages answer the claims."""
+    converged = presets[CONVERGED]
+    ci = replace(converged, scale="ci", seeds=CI_SEEDS, datasets=_cut(converged.datasets),
+                 recipe=_cut(converged.recipe),
+                 notes=f"the converged regime (`scale=\"converged\"`) with every schedule cut {CI_CUT}-fold and "
+                       f"{len(CI_SEEDS)} seeds, what `make test` can retrain: its runs stop before their plateau; "
+                       + converged.notes)
+    return {"ci": ci, **presets}

@@ -1,14 +1,15 @@
 """The pages' numbers kept as data (``results/``, :mod:`rkd.runs.results`): made, checked
 and re-verified.
 
-    python -m rkd.experiments.results refresh [EXPERIMENT ...] [--jobs N]   # make results
+    python -m rkd.experiments.results refresh [EXPERIMENT ...] [--jobs N] [--scale S]   # make results
     python -m rkd.experiments.results verify --sample 12 --seed COMMIT      # make test
     python -m rkd.experiments.results verify table1 --key 3f2a9c            # one run, as a page's box says
     python -m rkd.experiments.results check                                  # stale or missing records
 
 ``refresh`` retrains every job of every page at ``scale="ci"`` (each page's default
-parameters, as its notebook runs them) on this machine's cores, one process per job,
-and rewrites the store. It is resumable: finished jobs wait in ``.cache/results-run/``
+parameters, as its notebook runs them; ``--scale converged``: the stand-in regime whose
+runs reach a plateau, stored in ``results/converged/``) on this machine's cores, one
+process per job, and rewrites the store. It is resumable: finished jobs wait in ``.cache/results-run/``
 until the store is written. ``verify`` retrains a sample of whole chains (pretrained
 trunk, teacher, student, in a model store of their own) chosen afresh from ``--seed`` and
 fails unless every retrained number equals the stored one bit for bit; it also fails on
@@ -37,10 +38,12 @@ from ..runs.results import ResultStore, default_results_dir, same_measurements
 from ..runs.training import TrainedRun
 from . import get, stored
 from .base import Experiment
+from .recipes import CONVERGED
 from .launch import JobWorker
 
 __all__ = ["refresh", "verify", "check", "chain", "main"]
 
+#: the scale whose records ``make test`` verifies (``results/``; another scale's lie in ``results/<scale>/``)
 SCALE = "ci"
 
 
@@ -49,8 +52,8 @@ def _pages(experiments: Mapping[str, Experiment] | None) -> dict[str, Experiment
     return dict(experiments) if experiments is not None else {name: get(name) for name in stored()}
 
 
-def _call(experiment: Experiment, cache_dir: Path, results_dir: Path | str | None) -> Call:
-    return prepare(experiment, scale=SCALE, cache_dir=str(cache_dir), results_dir=results_dir, progress=False)
+def _call(experiment: Experiment, cache_dir: Path, results_dir: Path | str | None, scale: str = SCALE) -> Call:
+    return prepare(experiment, scale=scale, cache_dir=str(cache_dir), results_dir=results_dir, progress=False)
 
 
 def _trained(call: Call, job: Job) -> TrainedRun:
@@ -61,19 +64,21 @@ def _trained(call: Call, job: Job) -> TrainedRun:
 
 
 def refresh(experiments: Mapping[str, Experiment] | None = None, *, jobs: int | None = None,
-            work_dir: Path | None = None, results_dir: Path | None = None, progress: bool = True) -> dict[str, Path]:
-    """Retrain every job of ``experiments`` (name -> experiment; default: every page) and
-    rewrite their files of the store."""
-    results_dir = Path(results_dir or default_results_dir() or Path.cwd() / "results")
+            work_dir: Path | None = None, results_dir: Path | None = None, progress: bool = True,
+            scale: str = SCALE) -> dict[str, Path]:
+    """Retrain every job of ``experiments`` (name -> experiment; default: every page) at
+    ``scale`` and rewrite their files of the store."""
+    results_dir = Path(results_dir or default_results_dir(scale)
+                       or (Path.cwd() / "results" if scale == SCALE else Path.cwd() / "results" / scale))
     work_dir = Path(work_dir or default_cache_dir() / "results-run")
     jobs = jobs or len(os.sched_getaffinity(0))
     store = ResultStore(results_dir)
     written = {}
     for name, experiment in _pages(experiments).items():
-        call = _call(experiment, work_dir, "")  # "": no results store to read, everything trains
+        call = _call(experiment, work_dir, "", scale)  # "": no results store to read, everything trains
         training = [job for job in call.jobs if job.run.trains]
         print(f"{call.source.title}: {len(training)} training jobs, {jobs} at a time", flush=True)
-        run_local(JobWorker(call.source, {"scale": SCALE, "cache_dir": str(work_dir), "results_dir": ""}), training,
+        run_local(JobWorker(call.source, {"scale": scale, "cache_dir": str(work_dir), "results_dir": ""}), training,
                   done=lambda job, call=call: call.session.store.get(job.key, job.config) is not None,
                   folder=work_dir / "logs", parallel=jobs, progress=progress)
         written[name] = store.write(name, (_trained(call, job).record(name) for job in training))
@@ -169,11 +174,17 @@ def verify(sample: int = 12, seed: str = "0", *, experiments: Mapping[str, Exper
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: ``refresh``, ``verify`` or ``check`` the results store, with
+    ``argv`` (default ``sys.argv[1:]``); prints what it finds and returns the exit status,
+    1 when a problem was found, else 0."""
     parser = argparse.ArgumentParser(prog="python -m rkd.experiments.results", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     refreshing = commands.add_parser("refresh", help="retrain every job and rewrite the store")
     refreshing.add_argument("experiments", nargs="*", help="the pages to refresh (default: all)")
     refreshing.add_argument("--jobs", type=int, default=None, help="processes at a time (default: every core)")
+    refreshing.add_argument("--scale", default=SCALE, choices=(SCALE, CONVERGED),
+                            help=f"{SCALE} (default; what make test verifies) or {CONVERGED} (the runs trained to "
+                                 f"their plateau: hours on a CPU), written to results/{CONVERGED}/")
     verifying = commands.add_parser("verify", help="retrain a sample of chains and compare bit for bit")
     verifying.add_argument("--sample", type=int, default=12)
     verifying.add_argument("--seed", default="0", help="chooses the sample (make test passes the commit hash)")
@@ -186,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "refresh":
         chosen = {name: get(name) for name in args.experiments} if args.experiments else None
-        for name, path in refresh(chosen, jobs=args.jobs).items():
+        for name, path in refresh(chosen, jobs=args.jobs, scale=args.scale).items():
             print(f"{name}: wrote {path}")
         return 0
     if args.command == "check":

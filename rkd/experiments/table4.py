@@ -13,8 +13,8 @@ from ..models.spec import ModelSpec
 from ..paper import paper_table
 from ..train import TrainConfig
 from . import datasets as D
-from .recipes import ClassificationSetup, Preset
-from .table1 import CI_SEEDS
+from .recipes import ClassificationSetup, CONVERGED, Preset, with_ci
+from .table1 import CONVERGED_SEEDS
 from .baselines import CHOSEN
 from ..runs.spec import Evaluation
 from .base import Experiment, Parameter
@@ -108,8 +108,9 @@ between images, and their top-1 stays at a few percent (chance: 1 %). The same f
 the comparisons that involve them (Attention+RKD-DA
 "beats" Attention only because Attention did not train).
 """
-    presets = {
-        "ci": Preset(scale="ci", datasets=CI_SETUPS, recipe=None, threads=1, num_workers=0, seeds=CI_SEEDS,
+    presets = with_ci({
+        CONVERGED: Preset(scale=CONVERGED, datasets=CI_SETUPS, recipe=None, threads=1, num_workers=0,
+                          seeds=CONVERGED_SEEDS,
                      notes=f"the 100- and 200-class glyph stand-ins of CIFAR-100 and Tiny ImageNet, a "
                            f"`small_cnn_deep` teacher and `small_cnn` students from scratch, {CI_STEPS:,} steps each "
                            f"of the paper's CIFAR-100 schedule compressed, the baselines' weights tuned on held-out "
@@ -117,7 +118,7 @@ the comparisons that involve them (Attention+RKD-DA
         "paper": Preset(scale="paper", datasets=PAPER_SETUPS, recipe=None,
                         notes="the paper's protocol: CIFAR-100 (ResNet50 -> VGG11-BN) and Tiny ImageNet (ResNet101 "
                               "-> ResNet18), random initialisation, SGD momentum 0.9, weight decay 5e-4"),
-    }
+    })
     parameters = {
         "methods": Parameter(tuple[str, ...] | None, None, "student methods (None: all of Table 4's)"),
         "datasets": Parameter(tuple[str, ...] | None, None, "registry names of the datasets (None: all)"),

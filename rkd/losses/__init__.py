@@ -8,7 +8,7 @@
 - :mod:`rkd.losses.fewshot`: prototypical loss.
 - :mod:`rkd.losses.terms`: the same losses behind one signature, registered in ``LOSS_TERMS``.
 """
-from rkd.losses.fewshot import episode_accuracy, prototypical_loss, split_episode
+from rkd.losses.fewshot import prototypical_logits, prototypical_loss, split_episode
 from rkd.losses.individual import FitNetLoss, attention_loss, attention_map, hkd
 from rkd.losses.metric import DarkRankLoss, DistanceWeightedSampler, TripletLoss, triplet_loss
 from rkd.losses.relational import RKDLoss, RRDLoss, rkd_angle, rkd_distance
@@ -18,6 +18,6 @@ __all__ = [
     "rkd_distance", "rkd_angle", "RKDLoss", "RRDLoss",
     "hkd", "FitNetLoss", "attention_map", "attention_loss",
     "triplet_loss", "TripletLoss", "DistanceWeightedSampler", "DarkRankLoss",
-    "prototypical_loss", "episode_accuracy", "split_episode",
+    "prototypical_logits", "prototypical_loss", "split_episode",
     "LOSS_TERMS", "LossTerm", "TermContext",
 ]

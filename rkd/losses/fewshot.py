@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["prototypes", "prototypical_logits", "prototypical_loss", "episode_accuracy", "split_episode"]
+__all__ = ["prototypes", "prototypical_logits", "prototypical_loss", "split_episode"]
 
 
 def _check_episode(support: Tensor, support_labels: Tensor, query: Tensor, query_labels: Tensor) -> None:
@@ -50,14 +50,6 @@ def prototypical_loss(support: Tensor, support_labels: Tensor, query: Tensor, qu
     _check_episode(support, support_labels, query, query_labels)
     classes, logits = prototypical_logits(support, support_labels, query)
     return F.cross_entropy(logits, _query_targets(classes, query_labels))
-
-
-@torch.no_grad()
-def episode_accuracy(support: Tensor, support_labels: Tensor, query: Tensor, query_labels: Tensor) -> float:
-    """Fraction of queries whose nearest prototype has their class."""
-    _check_episode(support, support_labels, query, query_labels)
-    classes, logits = prototypical_logits(support, support_labels, query)
-    return (logits.argmax(dim=1) == _query_targets(classes, query_labels)).float().mean().item()
 
 
 def split_episode(embeddings: Tensor, labels: Tensor, n_way: int, k_shot: int, n_query: int):

@@ -83,6 +83,14 @@ class FitNetLoss(nn.Module):
         self.regressor.weight.requires_grad_(self.learn_regressor)
 
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
+        """Eq. 3: the mean over every element of ``(beta(student) - teacher)^2``, a scalar;
+        ``student`` and ``teacher`` are [N, C, H, W] feature maps (``spatial``) or [N, D]
+        vectors, the teacher detached.
+
+        Raises:
+            ValueError: inputs of another rank, channel counts other than the ones the loss
+                was built for, or batch sizes that differ.
+        """
         expected_dim = 4 if self.spatial else 2
         if student.dim() != expected_dim or teacher.dim() != expected_dim:
             layout = "[N, C, H, W] feature maps" if self.spatial else "[N, D] vectors"

@@ -152,6 +152,14 @@ class DistanceWeightedSampler(nn.Module):
 
     @torch.no_grad()
     def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Triplets for ``embeddings`` [N, D] with ``labels`` [N]: index tensors (anchor,
+        positive, negative), one triplet per ordered same-class pair (a, p), a != p, with
+        its negative drawn from :meth:`negative_weights`' row a.
+
+        Raises:
+            ValueError: shapes other than [N, D] and [N], no class with 2 examples, or an
+                anchor with no example of another class in the batch.
+        """
         if embeddings.dim() != 2 or labels.shape != (embeddings.shape[0],):
             raise ValueError(
                 f"sampler expects [N, D] embeddings and [N] labels, got {tuple(embeddings.shape)} "
@@ -194,6 +202,9 @@ class TripletLoss(nn.Module):
         self.sampler = sampler if sampler is not None else DistanceWeightedSampler(0.5, 1.4)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """Eq. 12 (or the code's plain-distance form) averaged over the triplets that
+        ``sampler`` draws from ``embeddings`` [N, D] and ``labels`` [N]: a scalar. Raises
+        the sampler's ValueError on a batch without a class of 2 examples or of 2 classes."""
         anchor, positive, negative = self.sampler(embeddings, labels)
         return triplet_loss(embeddings[anchor], embeddings[positive], embeddings[negative], self.margin,
                             squared=self.squared)
@@ -202,7 +213,7 @@ class TripletLoss(nn.Module):
         return f"margin={self.margin}, squared={self.squared}"
 
 
-# How DarkRankLoss normalises each Plackett-Luce factor; the first is the default.
+#: how DarkRankLoss normalises each Plackett-Luce factor; the first is the default
 DARKRANK_NORMALIZERS = ("top_k", "all_remaining")
 
 
@@ -253,6 +264,13 @@ class DarkRankLoss(nn.Module):
         return -self.alpha * torch.exp(0.5 * self.beta * torch.log(squared.clamp_min(1e-12)))
 
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
+        """The negative Plackett-Luce log-likelihood, under the ``student`` [N, D_s]
+        embeddings' scores, of the order of each anchor's top-k neighbours under the
+        ``teacher``'s [N, D_t] (detached), averaged over the N anchors: a scalar.
+
+        Raises:
+            ValueError: inputs that are not 2-D with one N, or a batch of at most k rows.
+        """
         if student.dim() != 2 or teacher.dim() != 2 or student.shape[0] != teacher.shape[0]:
             raise ValueError(
                 f"DarkRankLoss expects [N, D_s] and [N, D_t] embeddings, got {tuple(student.shape)} "

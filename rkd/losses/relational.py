@@ -379,6 +379,9 @@ class RKDLoss(nn.Module):
         self.lambda_a = float(lambda_a)
 
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
+        """``lambda_d`` * :func:`rkd_distance` (eq. 7) + ``lambda_a`` * :func:`rkd_angle`
+        (eq. 10) of ``student`` [N, D_s] and ``teacher`` [N, D_t] embeddings: a scalar
+        tensor (a zero weight skips its loss). Raises what those functions raise."""
         loss = student.new_zeros(())
         if self.lambda_d:
             loss = loss + self.lambda_d * rkd_distance(student, teacher)
@@ -451,6 +454,7 @@ class RRDLoss(nn.Module):
 
     @property
     def queue_size(self) -> int:
+        """The number of rows (anchors) of the queue."""
         return self.queue.shape[0]
 
     @torch.no_grad()
@@ -467,6 +471,15 @@ class RRDLoss(nn.Module):
         self.queue_ptr.fill_((start + batch) % size)
 
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
+        """The RRD loss of ``student`` [N, D_s] and ``teacher`` [N, D_t] embeddings: the
+        cross-entropy ``-sum_q p_t log p_s`` over the queue's anchors, mean over the batch
+        (a scalar tensor; gradient to the student and ``embed_s`` only). In training mode
+        it enqueues the batch's teacher keys, after the loss (before it with
+        ``enqueue_before_loss``).
+
+        Raises:
+            ValueError: inputs that are not 2-D, or batch sizes that differ.
+        """
         if student.dim() != 2 or teacher.dim() != 2:
             raise ValueError(
                 f"RRDLoss expects [N, D] embeddings, got student {tuple(student.shape)} and "

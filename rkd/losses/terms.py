@@ -5,17 +5,20 @@ A term is an ``nn.Module`` with
     forward(student: dict[str, Tensor], teacher: dict[str, Tensor] | None, labels: Tensor) -> Tensor
 
 where the dicts follow the model output contract (``"embedding"``, ``"logits"``,
-``"block2"``..``"block4"``). It returns the UNWEIGHTED loss; the method's weight is
-applied by :class:`rkd.distill.Distiller`. Terms are built by factories registered in
-:data:`LOSS_TERMS`, each called as ``factory(context, **options)`` with a
+``"block2"`` to ``"block4"``). It returns the UNWEIGHTED loss; the method's weight is
+applied by :class:`rkd.distill.Distiller`. The term classes are registered in
+:data:`LOSS_TERMS` and built with ``LOSS_TERMS.get(name).build(context, **options)``: a
 :class:`TermContext` (dimensions of the two models) and the method's options for that
-term. Terms that hold parameters (FitNet regressors, RRD projections) or state (the RRD
-queue) hold them as submodules and buffers, so they travel in the Distiller's state_dict.
+term. A class says without being built whether it reads the teacher (``needs_teacher``),
+so a method's runs know whether they need one. Terms that hold parameters (FitNet
+regressors, RRD projections) or state (the RRD queue) hold them as submodules and
+buffers, so they travel in the Distiller's state_dict.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -89,8 +92,30 @@ class LossTerm(nn.Module):
     term_name: str = "term"
     splits_over_rows: bool = False
 
+    @classmethod
+    def build(cls, context: TermContext, **options: Any) -> LossTerm:
+        """The term for models of ``context`` with the method's ``options`` (its
+        constructor's keyword arguments). Terms that size themselves from the models
+        (FitNet's regressors, RRD's projections) or the episode (prototypical) override it."""
+        return cls(**options)
+
     def forward(self, student: Mapping[str, Tensor], teacher: Mapping[str, Tensor] | None,
                 labels: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """The term's UNWEIGHTED loss of a batch, a scalar tensor (the method's weight is
+        applied by :class:`rkd.distill.Distiller`).
+
+        Args:
+            student: the student's outputs under the model output contract: ``"embedding"``
+                [N, D], ``"logits"`` [N, C] where the model has a classifier, and the
+                feature taps it was built with (``"block2"`` to ``"block4"``, [N, C, H, W]).
+            teacher: the teacher's outputs, the same keys, computed without gradient; None
+                when no term of the method ``needs_teacher``.
+            labels: [N] class indices of the batch (a few-shot episode in the class-major
+                order of :func:`rkd.losses.fewshot.split_episode`).
+
+        Raises:
+            KeyError: an output the term reads is missing (naming the ones there are).
+        """
         raise NotImplementedError
 
     def forward_rows(self, student: Mapping[str, Tensor], teacher: Mapping[str, Tensor] | None, labels: Tensor,
@@ -102,8 +127,9 @@ class LossTerm(nn.Module):
                                   f"compute it whole with forward()")
 
 
-#: loss-term name -> ``factory(context, **options)`` building the term: the one registry of loss terms
-LOSS_TERMS: Registry = Registry("loss term")
+#: loss-term name -> its :class:`LossTerm` class (built with ``.build(context, **options)``):
+#: the one registry of loss terms
+LOSS_TERMS: Registry[type[LossTerm]] = Registry("loss term")
 
 
 # ------------------------------------------------------------------------ task losses
@@ -150,6 +176,13 @@ class PrototypicalTerm(LossTerm):
     def __init__(self, episode: tuple[int, int, int]):
         super().__init__()
         self.n_way, self.k_shot, self.n_query = (int(v) for v in episode)
+
+    @classmethod
+    def build(cls, context: TermContext, **options: Any) -> PrototypicalTerm:
+        """The term for the episodes of ``context.episode`` (n_way, k_shot, n_query)."""
+        if context.episode is None:
+            raise ValueError("prototypical term needs TermContext.episode=(n_way, k_shot, n_query)")
+        return cls(context.episode, **options)
 
     def forward(self, student, teacher, labels):
         embeddings = _output(student, EMBEDDING, "student", self.term_name)
@@ -234,6 +267,11 @@ class FitNetTerm(LossTerm):
 
     term_name = "fitnet"
 
+    @classmethod
+    def build(cls, context: TermContext, **options: Any) -> FitNetTerm:
+        """The term sized for the models of ``context``."""
+        return cls(context, **options)
+
     def __init__(self, context: TermContext, hints: Sequence[str] = (*TAP_NAMES, EMBEDDING),
                  learn_regressors: bool = True):
         super().__init__()
@@ -310,6 +348,11 @@ class RRDTerm(LossTerm):
 
     term_name = "rrd"
 
+    @classmethod
+    def build(cls, context: TermContext, **options: Any) -> RRDTerm:
+        """The term sized for the models of ``context``."""
+        return cls(context, **options)
+
     def __init__(self, context: TermContext, feat_dim: int = 128, queue_size: int = 16384,
                  tau_s: float = 0.04, tau_t: float = 0.10, enqueue_before_loss: bool = False):
         super().__init__()
@@ -323,19 +366,6 @@ class RRDTerm(LossTerm):
                          _output(teacher, EMBEDDING, "teacher", self.term_name))
 
 
-def _prototypical(context: TermContext) -> PrototypicalTerm:
-    if context.episode is None:
-        raise ValueError("prototypical term needs TermContext.episode=(n_way, k_shot, n_query)")
-    return PrototypicalTerm(context.episode)
-
-
-LOSS_TERMS.register("triplet", lambda context, **options: TripletTerm(**options))
-LOSS_TERMS.register("cross_entropy", lambda context, **options: CrossEntropyTerm(**options))
-LOSS_TERMS.register("prototypical", lambda context, **options: _prototypical(context, **options))
-LOSS_TERMS.register("rkd_distance", lambda context, **options: RKDDistanceTerm(**options))
-LOSS_TERMS.register("rkd_angle", lambda context, **options: RKDAngleTerm(**options))
-LOSS_TERMS.register("hkd", lambda context, **options: HKDTerm(**options))
-LOSS_TERMS.register("fitnet", lambda context, **options: FitNetTerm(context, **options))
-LOSS_TERMS.register("attention", lambda context, **options: AttentionTerm(**options))
-LOSS_TERMS.register("darkrank", lambda context, **options: DarkRankTerm(**options))
-LOSS_TERMS.register("rrd", lambda context, **options: RRDTerm(context, **options))
+for _term in (TripletTerm, CrossEntropyTerm, PrototypicalTerm, RKDDistanceTerm, RKDAngleTerm, HKDTerm, FitNetTerm,
+              AttentionTerm, DarkRankTerm, RRDTerm):
+    LOSS_TERMS.register(_term.term_name, _term)

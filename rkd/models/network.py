@@ -133,6 +133,14 @@ class FeatureNetwork(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The outputs of images ``x`` [N, in_channels, H, W] under the output contract
+        (see the class): ``"embedding"``, ``"logits"`` for a classifier, one entry per tap
+        of ``taps``.
+
+        Raises:
+            ValueError: ``x`` not 4-D with ``in_channels`` channels, or not of the
+                ``fixed_input_size`` the model was built for.
+        """
         self._check_input(x)
         features = self.trunk(x)
         embedding = features[_POOLED]

@@ -13,7 +13,8 @@ import pandas as pd
 from ..runs.convergence import LAST_FRACTION, TOLERANCE, converged
 from ..runs.runner import Results
 from .forest import forest_alt_text, forest_plot
-from .stats import ADJUSTMENT, EXPLORATORY, PRIMARY, TARGET_MDD, count_sentence, judge, summarize_verdicts
+from .stats import ADJUSTMENT, EXPLORATORY, PRIMARY, TARGET_MDD, judge
+from .verdicts import count_sentence, summarize_verdicts
 
 __all__ = ["judged_claims", "claim_summary", "claims_html", "comparisons_html", "claims_record", "claims_intro",
            "shown_rows", "mark_converged", "convergence_sentence"]

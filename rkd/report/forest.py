@@ -26,7 +26,8 @@ import textwrap
 
 import pandas as pd
 
-from .stats import ADJUSTMENT, EQUIVALENCE, EXPLORATORY, NON_INFERIORITY, OUTCOME, PRIMARY, count_sentence
+from .stats import ADJUSTMENT, EQUIVALENCE, EXPLORATORY, NON_INFERIORITY, OUTCOME, PRIMARY
+from .verdicts import count_sentence
 
 __all__ = ["forest_plot", "forest_alt_text", "forest_title", "COLOURS", "TEXT_COLOURS"]
 

@@ -15,7 +15,8 @@ from ..runs.policies import DRY_RUN
 from ..runs.runner import Results
 from .claims import (claim_summary, claims_html, claims_intro, claims_record, comparisons_html,
                      convergence_sentence, forest_png, judged_claims, shown_rows)
-from .stats import ADJUSTMENT, count_sentence
+from .stats import ADJUSTMENT
+from .verdicts import count_sentence
 
 __all__ = ["seed_table", "side_by_side", "summary_box", "plan_html", "summary_record", "SUMMARY_MIME",
            "show_box", "show_plan", "show_samples", "show_side_by_side", "show_claims", "show_figure",
@@ -165,6 +166,8 @@ def _display(obj) -> None:
 
 
 def show_box(experiment, results: Results) -> None:
+    """Display the page's opening box (:func:`summary_box`): scale, data, hardware, seeds,
+    protocol, the verdicts counted and how many runs converged."""
     from IPython.display import HTML
 
     judged = judged_claims(experiment, results)
@@ -173,6 +176,7 @@ def show_box(experiment, results: Results) -> None:
 
 
 def show_plan(results: Results) -> None:
+    """Display the protocol, run by run, as a collapsed table (:func:`plan_html`)."""
     from IPython.display import HTML
 
     _display(HTML(plan_html(results.plan)))
@@ -201,6 +205,7 @@ def side_by_side_table(experiment, results: Results) -> pd.DataFrame:
 
 
 def show_side_by_side(experiment, results: Results) -> None:
+    """Display the paper's numbers beside ours (:func:`side_by_side`) as an HTML table."""
     # HTML only: a DataFrame's text/plain twin would double the page's stored size
     show_table(side_by_side_table(experiment, results))
 
@@ -307,6 +312,7 @@ def compact_png(fig, *, colors: int = 256) -> bytes:
 
 
 def show_all_numbers(results: Results) -> None:
+    """Display every result row (each run and seed, rounded to 2 decimals) in a collapsed table."""
     from IPython.display import HTML
 
     shown = results.rows.drop(columns=["protocol"], errors="ignore")

@@ -67,7 +67,7 @@ frame, as Table 6 does), only when the interval of the difference,
 it), says so, else :data:`PAPER_UNCLEAR`.
 
 **For the page.** ``judge(claims, rows, metric, paper=..., episodes=..., stands_in_for=...)``
-returns one row per (claim, comparison, dataset); :func:`summarize_verdicts` one per
+returns one row per (claim, comparison, dataset); :func:`rkd.report.verdicts.summarize_verdicts` one per
 (claim, dataset) with its ``word`` and a plain ``summary`` sentence;
 :func:`rkd.report.forest.forest_plot` draws the judged frame.
 """
@@ -85,8 +85,8 @@ from scipy import stats as scipy_stats
 from . import inference
 from .inference import benjamini_hochberg, holm, minimum_detectable_difference, seeds_needed
 
-__all__ = ["Interval", "t_interval", "clustered_interval", "Comparison", "Claim", "judge", "summarize_verdicts",
-           "claim_word", "count_sentence", "VERDICTS", "KINDS", "ROLES",
+__all__ = ["Interval", "t_interval", "clustered_interval", "Comparison", "Claim", "judge", "paper_side",
+           "VERDICTS", "KINDS", "ROLES",
            "OUTCOME", "HOLDS", "REVERSED", "UNCLEAR", "EQUIVALENT", "NOT_EQUIVALENT", "NON_INFERIOR", "INFERIOR",
            "UNDECIDED", "NOT_CONVERGED", "PAPER_UNCLEAR", "BEATS", "FALLS_BELOW", "EQUIVALENCE", "NON_INFERIORITY",
            "PRIMARY", "EXPLORATORY", "RRD_CLAIM", "ALPHA", "MAX_PRIMARY", "holm", "benjamini_hochberg",
@@ -307,7 +307,7 @@ def judge(claims: Sequence[Claim], rows: pd.DataFrame, metric: str, *, paper: pd
         paper_dataset = stands_in_for.get(f["dataset"], f["dataset"])
         out.append({"claim": f["claim"], "role": f["role"], "kind": f["comparison"].kind,
                     "comparison": f["comparison"].label, "dataset": f["dataset"], "paper dataset": paper_dataset,
-                    **_paper_side(paper, f["comparison"], paper_dataset),
+                    **paper_side(paper, f["comparison"], paper_dataset),
                     **_our_side(f, alpha, target_power, target_mdd)})
     frame = pd.DataFrame(out)
     if not frame.empty:
@@ -416,7 +416,7 @@ def _our_side(f: dict[str, Any], alpha: float, target_power: float, target_mdd: 
     return row
 
 
-def _paper_side(paper: pd.DataFrame | None, comparison: Comparison, dataset: str) -> dict[str, Any]:
+def paper_side(paper: pd.DataFrame | None, comparison: Comparison, dataset: str) -> dict[str, Any]:
     """The claim on the paper's numbers: holds / does not hold, or, where the paper prints
     95% intervals (``ci95`` half-widths), holds only when the difference's interval says so."""
     if paper is None:
@@ -438,71 +438,3 @@ def _paper_side(paper: pd.DataFrame | None, comparison: Comparison, dataset: str
     outcome = OUTCOME[_verdict(comparison.kind, comparison.margin, low, high)]
     paper_verdict = HOLDS if outcome == "supports" else "does not hold" if outcome == "contradicts" else PAPER_UNCLEAR
     return {"paper": paper_verdict, **out}
-
-
-# ------------------------------------------------------------------------------ summaries
-
-
-def claim_word(verdicts: Sequence[str]) -> str:
-    """One word for a claim from its comparisons' verdicts: ``holds`` (all support it),
-    ``reversed`` (all contradict it), ``mixed`` (some each way), ``partly`` (some support,
-    none contradict, the rest open), ``partly reversed`` (some contradict, none support),
-    ``not distinguishable at this scale``, or ``no verdict: not converged``."""
-    outcomes = [OUTCOME[v] for v in verdicts]
-    supports, contradicts = outcomes.count("supports"), outcomes.count("contradicts")
-    if not outcomes or outcomes.count("no verdict") == len(outcomes):
-        return NOT_CONVERGED
-    if supports == len(outcomes):
-        return HOLDS
-    if contradicts == len(outcomes):
-        return REVERSED
-    if supports and contradicts:
-        return "mixed"
-    if supports:
-        return "partly"
-    if contradicts:
-        return "partly reversed"
-    return UNCLEAR
-
-
-def count_sentence(verdicts: Sequence[str]) -> str:
-    """The verdicts counted in plain English: ``1 of 1 comparisons holds``, ``3 of 5
-    comparisons hold; 1 reversed, 1 not distinguishable at this scale``."""
-    total = len(verdicts)
-    supports = sum(OUTCOME[v] == "supports" for v in verdicts)
-    sentence = f"{supports} of {total} comparisons {'holds' if supports == 1 else 'hold'}"
-    others = [f"{sum(v == w for v in verdicts)} {w}" for w in VERDICTS
-              if OUTCOME[w] != "supports" and w in verdicts]
-    return sentence + ("; " + ", ".join(others) if others else "")
-
-
-def summarize_verdicts(judged: pd.DataFrame, claims: Sequence[Claim] = (), paper: pd.DataFrame | None = None,
-                       stands_in_for: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Per (claim, dataset of ours): its role, the count of each verdict on our numbers,
-    the claim's ``word`` (:func:`claim_word`) and ``summary`` sentence
-    (:func:`count_sentence`), and how many of *all* the claim's comparisons hold on the
-    paper's numbers for the dataset ours stands in for (``paper``, e.g. ``"3/4"``: the
-    paper's grid may be larger than the one a scale runs)."""
-    columns = ["claim", "dataset", "role", "paper", *VERDICTS, "word", "summary"]
-    if judged.empty:
-        return pd.DataFrame(columns=columns)
-    by_text = {claim.text: claim for claim in claims}
-    stands_in_for = dict(stands_in_for or {})
-    rows = []
-    for (text, dataset), group in judged.groupby(["claim", "dataset"], sort=False):
-        claim = by_text.get(text)
-        if claim is not None and paper is not None:
-            paper_dataset = stands_in_for.get(dataset, dataset)
-            sides = [_paper_side(paper, c, paper_dataset)["paper"] for c in claim.comparisons
-                     if c.only_on in (None, paper_dataset)]
-        else:
-            sides = list(group["paper"])
-        checked = [side for side in sides if side != "n/a"]
-        verdicts = list(group["verdict"])
-        rows.append({"claim": text, "dataset": dataset,
-                     "role": group["role"].iloc[0] if "role" in group.columns else EXPLORATORY,
-                     "paper": f"{checked.count(HOLDS)}/{len(checked)}" if checked else "n/a",
-                     **{v: verdicts.count(v) for v in VERDICTS},
-                     "word": claim_word(verdicts), "summary": count_sentence(verdicts)})
-    return pd.DataFrame(rows, columns=columns)
-

@@ -79,6 +79,7 @@ def _reading(name: str, summary: str, *, authors: bool, **extra: Any) -> Protoco
     }), **extra)
 
 
+#: protocol name -> :class:`Protocol`: ``"authors_code"`` (the default of the presets) and ``"paper_text"``
 PROTOCOLS: Registry[Protocol] = Registry("protocol")
 PROTOCOLS.register("authors_code", _reading(
     "authors_code", authors=True, hint_schedule=_authors_hint_schedule,
@@ -91,4 +92,6 @@ PROTOCOLS.register("paper_text", _reading(
 
 
 def get_protocol(name: str) -> Protocol:
+    """The protocol registered as ``name`` in :data:`PROTOCOLS`; an unknown name raises
+    :class:`rkd.registry.UnknownNameError` listing the valid ones."""
     return PROTOCOLS.get(name)

@@ -36,16 +36,19 @@ CIRCUMSTANCES = ("wall_seconds", "machine", "date", "torch")
 RESULTS_ENV = "RKD_RESULTS_DIR"
 
 
-def default_results_dir() -> Path | None:
+def default_results_dir(scale: str = "ci") -> Path | None:
     """``$RKD_RESULTS_DIR`` when set (empty: no store); else ``results/`` of the checkout
-    rkd is imported from (an editable install); else None (no store: every run trains)."""
+    rkd is imported from (an editable install); else None (no store: every run trains).
+    The records of ``scale="ci"`` lie there, those of any other scale in its subfolder
+    named as the scale (``results/converged/``)."""
     configured = os.environ.get(RESULTS_ENV)
     if configured is not None:
-        return Path(configured).expanduser() if configured.strip() else None
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "pyproject.toml").is_file() and (checkout / "results").is_dir():
-        return checkout / "results"
-    return None
+        base = Path(configured).expanduser() if configured.strip() else None
+    else:
+        checkout = Path(__file__).resolve().parents[2]
+        base = checkout / "results" if (checkout / "pyproject.toml").is_file() and (checkout / "results").is_dir() \
+            else None
+    return base if base is None or scale == "ci" else base / scale
 
 
 class ResultStore:

@@ -30,6 +30,10 @@ def best_on_test(trained: TrainedRun) -> dict[str, Any]:
 
 
 def result_rows(trained: TrainedRun, resolved: Resolved) -> list[dict[str, Any]]:
+    """The result rows of one trained run and seed: one per evaluated test set and per row
+    its evaluation policy measures there (a way, in few-shot learning), with the run's
+    names and labels, the seed, the metrics, the best periodic evaluation (on the run's
+    own test set), the final rise, and the ``resolved`` scale and protocol."""
     run = trained.job.run
     base = {"dataset": run.data.display, "run": run.name, "role": run.role, "network": run.network.name,
             "method": run.method or "—", **dict(run.labels), "seed": trained.job.seed}
@@ -57,6 +61,9 @@ def rise(trained: TrainedRun, row: dict[str, Any]) -> float | None:
 
 
 def episode_rows(trained: TrainedRun) -> list[dict[str, Any]]:
+    """One row per few-shot test episode of a trained run and seed (dataset, run, seed,
+    way, shot, episode index, accuracy): the pairs claims compare episode by episode.
+    Empty for a run without per-episode evaluations."""
     run = trained.job.run
     return [{"dataset": domain, "run": run.name, "seed": trained.job.seed, "way": int(way.split("-")[0]),
              "shot": run.evaluation.shot, "episode": index, "accuracy": value}

@@ -222,7 +222,7 @@ def prepare(source: RunSource, *, scale: str = "ci", data_root: str | None = Non
     needed = {key for job in jobs for key in job.needs} | {job.key for job in jobs if job.run.name in kept}
     workers = 0 if dry_run or getattr(preset, "num_workers", None) == 0 else num_workers
     if results_dir is None:
-        results_dir = default_results_dir()
+        results_dir = default_results_dir(scale)
     results = ResultStore(None if dry_run or not str(results_dir or "") else results_dir)
     session = Session(jobs, catalog, ModelStore(None if dry_run else (cache_dir or default_cache_dir())), dev,
                       needed=needed, results=results, experiment=source.name, progress=progress,

@@ -90,6 +90,9 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the global random states :func:`rng_state` saved: torch's, and NumPy's and
+    Python's where ``state`` has them; CUDA's only where CUDA is available with as many
+    devices as were saved."""
     torch.set_rng_state(state["torch"])
     if "numpy" in state:
         saved = state["numpy"]
@@ -241,6 +244,10 @@ class Checkpointer:
 
     def save(self, step: int, *, sampler_state, last_batch: str | None, running_losses, history,
              data_seed: int) -> None:
+        """Write the checkpoint of ``step`` atomically (the new one or the old one, never a
+        half-written file): the distiller's trainable state, optimiser, scheduler, random
+        states, the given sampler state, last batch, running losses, history and data seed.
+        A process that does not write (not rank 0) only records the step."""
         if not self.writes:
             self.saved_step = step  # rank 0 wrote it
             return
