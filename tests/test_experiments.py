@@ -677,7 +677,7 @@ def test_the_documented_costs_are_the_plans(document):
 
 @pytest.mark.parametrize("name", list(names()))
 def test_ci_is_the_converged_regime_cut_for_make_test(name):
-    from rkd.experiments.recipes import CI_CUT, CI_SEEDS, CONVERGED
+    from rkd.experiments.recipes import CI_CUT, CI_EVALUATION_CUT, CI_SEEDS, CONVERGED
     from rkd.runs.plan import resolve_runs
 
     ci, converged = (resolve_runs(get(name), scale=scale) for scale in ("ci", CONVERGED))
@@ -691,5 +691,5 @@ def test_ci_is_the_converged_regime_cut_for_make_test(name):
         elif full.trains:
             assert short.train.steps == full.train.steps // CI_CUT and short.train.lr == full.train.lr
             assert all(m < short.train.steps for m in short.train.milestones)
-            assert short.evaluation.every == full.evaluation.every // CI_CUT
+            assert short.evaluation.every == full.evaluation.every // CI_EVALUATION_CUT
     assert "cut 10-fold" in get(name).preset("ci").notes

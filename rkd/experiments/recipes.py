@@ -238,24 +238,29 @@ class FewShotRecipe:
 CONVERGED = "converged"
 #: at ``scale="ci"`` every schedule of the converged regime is cut by this factor (what ``make test`` affords)
 CI_CUT = 10
+#: the spacing of the evaluations along a run is the converged regime's divided by this: its ten
+#: evaluations become two (at half and at the end), enough to see whether the run still moved
+#: (evaluating the test set ten times costs more than the training steps of a cut schedule)
+CI_EVALUATION_CUT = 2
 #: the seeds at ``scale="ci"``
 CI_SEEDS = (0, 1, 2)
 
 
 def _cut(value: Any) -> Any:
-    """``value`` with every training schedule cut by :data:`CI_CUT` (steps, milestones,
-    evaluations along the way); the pretrained trunks are left whole: they are shared with
-    the converged regime and are what the students start from."""
+    """``value`` with every training schedule cut by :data:`CI_CUT` (steps, milestones) and
+    the spacing of its evaluations along the way by :data:`CI_EVALUATION_CUT`; the
+    pretrained trunks are left whole: they are shared with the converged regime and are
+    what the students start from."""
     if isinstance(value, TrainConfig):
         return replace(value, steps=max(1, value.steps // CI_CUT),
                        milestones=tuple(sorted({max(1, m // CI_CUT) for m in value.milestones})),
                        checkpoint_every=value.checkpoint_every // CI_CUT)
     if isinstance(value, Evaluation):
-        return replace(value, every=value.every // CI_CUT if value.every else 0)
+        return replace(value, every=value.every // CI_EVALUATION_CUT if value.every else 0)
     if isinstance(value, (Pretraining, Setting, DataSpec, ModelSpec)):
         return value
     if is_dataclass(value) and not isinstance(value, type):  # a recipe: its evaluations' spacing is eval_every
-        return replace(value, **{f.name: getattr(value, f.name) // CI_CUT if f.name == "eval_every" else
+        return replace(value, **{f.name: getattr(value, f.name) // CI_EVALUATION_CUT if f.name == "eval_every" else
                                  _cut(getattr(value, f.name)) for f in fields(value) if f.init})
     if isinstance(value, Mapping):
         return {k: _cut(v) for k, v in value.items()}
