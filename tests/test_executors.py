@@ -1,6 +1,7 @@
 """Runs spread over processes (submitit's local executor): two processes at a time give
 the numbers of one process, a killed job resumes from its checkpoint, a finished table
-submits nothing, and the status command sees each state."""
+submits nothing, the status command sees each state, and a run that another process is
+training is waited for and read, not trained twice."""
 from __future__ import annotations
 
 import os
@@ -107,3 +108,35 @@ def test_a_failed_job_stops_the_launch_with_its_log_and_shows_in_the_status(tmp_
     found = status(Broken(), params(tmp_path))
     assert [len(found[state]) for state in ("done", "failed", "waiting")] == [2, 2, 2]
     assert "NonFiniteLossError" in found["failed"][0]
+
+
+_HOLDER = """
+import sys, time
+from pathlib import Path
+from rkd.runs.store import ModelStore
+store = ModelStore(Path(sys.argv[1]))
+with store.training("k" * 64):
+    Path(sys.argv[2]).touch()  # holding the lock now
+    time.sleep(1.5)
+    store.put("k" * 64, {"run": "one"}, {"trained by": "the other process"})
+"""
+
+
+def test_a_run_another_process_is_training_is_waited_for_and_read_not_trained_again(tmp_path):
+    from rkd.runs.store import ModelStore
+
+    started = tmp_path / "started"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path / "store"), str(started)])
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert holder.poll() is None and time.monotonic() < deadline, "the process holding the lock did not start"
+            time.sleep(0.05)
+        store = ModelStore(tmp_path / "store")
+        assert store.is_locked("k" * 64) and store.get("k" * 64, {"run": "one"}) is None
+        with store.training("k" * 64):  # waits for the other process, as Session.result does, then reads
+            assert store.get("k" * 64, {"run": "one"}) == {"trained by": "the other process"}
+        assert not store.is_locked("k" * 64)
+    finally:
+        holder.wait(timeout=60)
+    assert holder.returncode == 0
