@@ -47,9 +47,20 @@ __all__ = ["refresh", "verify", "check", "chain", "main"]
 SCALE = "ci"
 
 
-def _pages(experiments: Mapping[str, Experiment] | None) -> dict[str, Experiment]:
-    """The experiments to work on: every page's (default), or the ones given, by name."""
-    return dict(experiments) if experiments is not None else {name: get(name) for name in stored()}
+def _pages(experiments: Mapping[str, Experiment] | None, scale: str = SCALE) -> dict[str, Experiment]:
+    """The experiments to work on: every one with a preset at ``scale`` (default; the
+    tuning has only ``ci``'s), or the ones given, by name."""
+    if experiments is not None:
+        return dict(experiments)
+    return {name: get(name) for name in stored() if _has_scale(get(name), scale)}
+
+
+def _has_scale(experiment: Experiment, scale: str) -> bool:
+    try:
+        experiment.preset(scale)
+    except ValueError:
+        return False
+    return True
 
 
 def _call(experiment: Experiment, cache_dir: Path, results_dir: Path | str | None, scale: str = SCALE) -> Call:
@@ -74,7 +85,7 @@ def refresh(experiments: Mapping[str, Experiment] | None = None, *, jobs: int | 
     jobs = jobs or len(os.sched_getaffinity(0))
     store = ResultStore(results_dir)
     written = {}
-    for name, experiment in _pages(experiments).items():
+    for name, experiment in _pages(experiments, scale).items():
         call = _call(experiment, work_dir, "", scale)  # "": no results store to read, everything trains
         training = [job for job in call.jobs if job.run.trains]
         print(f"{call.source.title}: {len(training)} training jobs, {jobs} at a time", flush=True)

@@ -52,8 +52,10 @@ class Tuning(Experiment):
     seeds = (0, 1)
 
     def preset(self, scale: str) -> Preset:
-        """The ci recipes of the pages whose baselines are tuned (Table 1, Table 4's CIFAR-100
-        stand-in, Table 6), with their settings set aside: there is no paper-scale tuning."""
+        """The stand-in recipes of the pages whose baselines are tuned (Table 1, Table 4's
+        CIFAR-100 stand-in, Table 6), on the converged regime's schedules, with their settings
+        set aside: the tuning is stored with the ci results (results/tuning.jsonl), and both
+        stand-in scales use its choice; there is no paper-scale tuning."""
         if scale != "ci":
             raise ValueError(f"the baselines are tuned at scale 'ci' only (the paper tuned its own), not {scale!r}")
         recipes = {"metric": table1.CI, "classification": table4.CI_SETUPS[0], "fewshot": table6.CI}
