@@ -354,3 +354,30 @@ def test_a_comparison_can_be_judged_on_one_of_the_papers_datasets_only():
     assert judged["dataset"].tolist() == ["ours B"] and judged["paper dataset"].tolist() == ["Cars"]
     summary = summarize_verdicts(judged, [claim], paper, {"ours A": "CUB", "ours B": "Cars"})
     assert summary["paper"].tolist() == ["1/1"]
+
+
+def test_a_trained_run_that_cannot_show_it_converged_supports_no_verdict():
+    from rkd.report.claims import convergence_sentence, mark_converged
+
+    rows = pd.DataFrame([
+        # a configuration over two seeds that rose by 0.2 and 0.4 late in training: converged
+        {"run": "A", "seed": 0, "final_rise": 0.2, "trains": True},
+        {"run": "A", "seed": 1, "final_rise": 0.4, "trains": True},
+        # still climbing
+        {"run": "B", "seed": 0, "final_rise": 2.0, "trains": True},
+        {"run": "B", "seed": 1, "final_rise": 1.0, "trains": True},
+        # trained, but too few evaluations late in training to be judged
+        {"run": "C", "seed": 0, "final_rise": None, "trains": True},
+        {"run": "C", "seed": 1, "final_rise": None, "trains": True},
+        # only evaluated (an initial model): convergence does not apply
+        {"run": "D", "seed": 0, "final_rise": None, "trains": False},
+    ])
+    marked = mark_converged(rows, ["run"])
+    assert marked.groupby("run")["converged"].first().to_dict() == {"A": True, "B": False, "C": False, "D": None}
+    sentence = convergence_sentence(marked)
+    assert sentence.startswith("1 of 3 trained configurations converged") and "1 could not show it" in sentence
+    # rows without the column (a run that does not say whether it trains) keep the unjudged as unknown
+    assert mark_converged(rows.drop(columns="trains"), ["run"]).groupby("run")["converged"].first()["C"] is None
+    # no run judged at all (the result rows then carry no final_rise): every trained one unconverged
+    none_judged = mark_converged(rows[rows["run"].isin(["C", "D"])].drop(columns="final_rise"), ["run"])
+    assert none_judged.groupby("run")["converged"].first().to_dict() == {"C": False, "D": None}

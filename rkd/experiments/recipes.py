@@ -272,8 +272,9 @@ def _cut(value: Any) -> Any:
 def with_ci(presets: Mapping[str, Preset]) -> dict[str, Preset]:
     """``presets`` with ``"ci"`` derived from ``"converged"`` (the stand-in regime whose runs
     reach a plateau): the same runs with every schedule cut by :data:`CI_CUT` and the seeds of
-    :data:`CI_SEEDS`, short enough for ``make test`` to verify. Its runs do not converge, and
-    the pages give no verdict on them; the converged regime's pages answer the claims."""
+    :data:`CI_SEEDS`, short enough for ``make test`` to verify. Most of its runs stop before
+    their plateau, and a page gives no verdict on a comparison with such a run; the converged
+    regime's pages answer the claims."""
     converged = presets[CONVERGED]
     ci = replace(converged, scale="ci", seeds=CI_SEEDS, datasets=_cut(converged.datasets),
                  recipe=_cut(converged.recipe),

@@ -161,12 +161,17 @@ normalisation only).
         """Adds RKD-DA's relative gain over the Triplet student of its size (%, L2 on both), per
         dataset, size (and seed, on ours): the paper's "the gain grows as the embedding shrinks"."""
         keys = [k for k in ("dataset", "embedding_dim", "seed") if k in frame.columns]
-        pick = lambda method: frame[(frame["method"] == method) & (frame["l2_normalize"] == "yes")  # noqa: E731
-                                    ].set_index(keys)[value]
+        pick = lambda method, column=value: frame[  # noqa: E731
+            (frame["method"] == method) & (frame["l2_normalize"] == "yes")].set_index(keys)[column]
         gain = (100 * (pick("RKD-DA") - pick("Triplet")) / pick("Triplet")).dropna()
         if gain.empty:
             return frame
         derived = gain.rename(value).reset_index().assign(method=RELATIVE_GAIN, l2_normalize="yes")
+        if "converged" in frame.columns:  # a gain is as converged as the two runs it is made of
+            sides = pd.concat([pick("RKD-DA", "converged").rename("a"), pick("Triplet", "converged").rename("b")],
+                              axis=1).reindex(gain.index)
+            derived["converged"] = [False if False in (a, b) else True if (a, b) == (True, True) else None
+                                    for a, b in zip(sides["a"], sides["b"])]
         return pd.concat([frame, derived], ignore_index=True)
 
     def claims(self, rows) -> list[Claim]:

@@ -35,6 +35,8 @@ PAPER = FewShotRecipe(
     train=TrainConfig(steps=PAPER_EPISODES, optimizer="adam", lr=1e-3,
                       milestones=tuple(range(2000, PAPER_EPISODES, 2000)), gamma=0.5, checkpoint_every=2000),
     train_way={1: 60, 5: 60}, train_query=5, test_ways=(5, 20), test_query=15, test_episodes=1000,
+    # ten evaluations along training: a run supports a verdict only once it shows it converged
+    eval_every=PAPER_EPISODES // 10,
 )
 PAPER_NOTES = ("the paper's protocol: Omniglot, Vinyals split (rotations as classes), 28x28, `conv4` "
                f"with 64 channels, 60-way training episodes, a fixed {PAPER_EPISODES:,} episodes per "

@@ -32,6 +32,7 @@ PAPER = FewShotRecipe(
                       milestones=tuple(range(2000, table5.PAPER_EPISODES, 2000)), gamma=0.5, checkpoint_every=2000),
     # Snell et al.: 30-way episodes for 1-shot, 20-way for 5-shot, 15 queries per class
     train_way={1: 30, 5: 20}, train_query=15, test_ways=(5,), test_query=15, test_episodes=600,
+    eval_every=table5.PAPER_EPISODES // 10,  # ten evaluations along training, as Table 5's
 )
 PAPER_NOTES = ("the paper's protocol: miniImageNet, Ravi & Larochelle split, 84x84, `conv4` with 64 "
                f"channels, Snell et al.'s episodes, a fixed {table5.PAPER_EPISODES:,} episodes per "

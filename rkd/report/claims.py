@@ -32,13 +32,20 @@ def shown_rows(experiment, results: Results) -> pd.DataFrame:
 def mark_converged(rows: pd.DataFrame, configuration: list[str]) -> pd.DataFrame:
     """``rows`` with ``converged``: per configuration (the rows sharing ``configuration``'s
     values, one per seed), whether the mean of their ``final_rise`` is within the tolerance
-    of :mod:`rkd.runs.convergence`; None where a run was not judged or does not train."""
-    if "final_rise" not in rows.columns:
+    of :mod:`rkd.runs.convergence`; None for a run that does not train. A run that trains
+    but has too few evaluations late in training to be judged (a cut ``ci`` schedule, a
+    dry run) has not shown that it converged: False, so it supports no verdict."""
+    if "final_rise" not in rows.columns and "trains" not in rows.columns:
         return rows
+    # no final_rise column at all: no run had two evaluations late in training
+    rises = rows["final_rise"] if "final_rise" in rows.columns else pd.Series(float("nan"), index=rows.index)
     keys = [k for k in configuration if k in rows.columns]
-    decided = rows.groupby(keys, sort=False, dropna=False)["final_rise"].transform(
-        lambda rises: converged([None if pd.isna(r) else float(r) for r in rises]))
-    return rows.assign(converged=decided.astype(object).where(decided.notna(), None))
+    decided = rises.groupby([rows[k] for k in keys], sort=False, dropna=False).transform(
+        lambda values: converged([None if pd.isna(r) else float(r) for r in values]))
+    marked = decided.astype(object).where(decided.notna(), None)
+    if "trains" in rows.columns:  # trained, not judged: not shown to have converged
+        marked = marked.where(~(rows["trains"].eq(True) & decided.isna()), False)
+    return rows.assign(converged=marked)
 
 
 def judged_claims(experiment, results: Results) -> pd.DataFrame:
@@ -66,12 +73,18 @@ def convergence_sentence(rows: pd.DataFrame) -> str | None:
     if "converged" not in rows.columns:
         return None
     keys = [k for k in ("dataset", "run") if k in rows.columns]
-    decided = rows.dropna(subset=["converged"]).drop_duplicates(keys)["converged"]
+    decided = rows.dropna(subset=["converged"]).drop_duplicates(keys)
     if decided.empty:
         return None
-    return (f"{int(decided.astype(bool).sum())} of {len(decided)} trained configurations converged (their metric "
-            f"rose by at most {TOLERANCE:g} points over the last {LAST_FRACTION:.0%} of training, on average over "
-            f"the seeds); a comparison with one that did not gets no verdict")
+    rises = decided["final_rise"] if "final_rise" in decided.columns else pd.Series(float("nan"), index=decided.index)
+    unjudged = int((rises.isna() & ~decided["converged"].astype(bool)).sum())
+    sentence = (f"{int(decided['converged'].astype(bool).sum())} of {len(decided)} trained configurations converged "
+                f"(their metric rose by at most {TOLERANCE:g} points over the last {LAST_FRACTION:.0%} of training, on "
+                f"average over the seeds); a comparison with one that did not gets no verdict")
+    if unjudged:
+        sentence += (f". {unjudged} could not show it: fewer than two evaluations in their last "
+                     f"{LAST_FRACTION:.0%} (at `scale=\"ci\"` the schedules are cut; `scale=\"converged\"` decides)")
+    return sentence
 
 
 def _interval(row: pd.Series) -> str:
@@ -144,7 +157,9 @@ def forest_png(judged: pd.DataFrame, compact_png) -> tuple[bytes, str] | None:
         return None
     figure = forest_plot(judged)
     try:
-        return compact_png(figure), forest_alt_text(judged)
+        # a handful of colours (verdicts, markers, text): 32 keep it exact; 80 dpi is still sharper than the
+        # book's column shows it (11 inches in about 8), and keeps Table 1's page under its size budget
+        return compact_png(figure, colors=32, dpi=80), forest_alt_text(judged)
     finally:
         plt.close(figure)
 

@@ -288,13 +288,14 @@ def show_training_curves(experiment, results: Results, *, most: int = 16) -> Non
                       f"({len(shown)} runs{more}): each weighted loss term and their total (black), averaged "
                       f"over stretches of steps; red dots, right axis: evaluations on the test classes during "
                       f"training.*"))
-    _display(Image(data=compact_png(figure), metadata={"alt": f"training curves of {len(shown)} runs on {dataset}, "
-                                                              f"seed {seed}: loss terms against the step"}))
+    png = compact_png(figure, colors=64, dpi=80)  # small panels of lines: 64 colours and 80 dpi show them whole
+    _display(Image(data=png, metadata={"alt": f"training curves of {len(shown)} runs on {dataset}, "
+                                              f"seed {seed}: loss terms against the step"}))
     plt.close(figure)
 
 
-def compact_png(fig, *, colors: int = 256) -> bytes:
-    """``fig`` rendered as matplotlib's inline backend would (tight box, its dpi), then
+def compact_png(fig, *, colors: int = 256, dpi: float | None = None) -> bytes:
+    """``fig`` rendered as matplotlib's inline backend would (tight box, its dpi or ``dpi``), then
     reduced to a ``colors``-colour palette without dithering (dithering adds noise that
     costs bytes and blurs thin lines). Integer arithmetic only: the same bytes on every
     CPU for the same render."""
@@ -303,7 +304,7 @@ def compact_png(fig, *, colors: int = 256) -> bytes:
     from PIL import Image as PILImage
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight", facecolor="white")
+    fig.savefig(buffer, format="png", bbox_inches="tight", facecolor="white", dpi=dpi or "figure")
     rgb = PILImage.open(io.BytesIO(buffer.getvalue())).convert("RGB")
     palette = rgb.quantize(colors=colors, method=PILImage.Quantize.MEDIANCUT, dither=PILImage.Dither.NONE)
     out = io.BytesIO()
@@ -312,10 +313,12 @@ def compact_png(fig, *, colors: int = 256) -> bytes:
 
 
 def show_all_numbers(results: Results) -> None:
-    """Display every result row (each run and seed, rounded to 2 decimals) in a collapsed table."""
+    """Display every result row (each run and seed, rounded to 2 decimals) in a collapsed table,
+    without the columns that are the same on every row of a page (scale, protocol: the box
+    at the top gives them) or only steer the verdicts (whether a run trains)."""
     from IPython.display import HTML
 
-    shown = results.rows.drop(columns=["protocol"], errors="ignore")
+    shown = results.rows.drop(columns=["protocol", "scale", "trains"], errors="ignore")
     _display(HTML(f"<details><summary><b>Every run and seed</b> ({len(shown)} rows; click to open)</summary>"
                   f"{shown.round(2).to_html(index=False, na_rep='—', border=0)}</details>"))
 

@@ -33,7 +33,8 @@ def result_rows(trained: TrainedRun, resolved: Resolved) -> list[dict[str, Any]]
     """The result rows of one trained run and seed: one per evaluated test set and per row
     its evaluation policy measures there (a way, in few-shot learning), with the run's
     names and labels, the seed, the metrics, the best periodic evaluation (on the run's
-    own test set), the final rise, and the ``resolved`` scale and protocol."""
+    own test set), the final rise, whether the run trains, and the ``resolved`` scale and
+    protocol."""
     run = trained.job.run
     base = {"dataset": run.data.display, "run": run.name, "role": run.role, "network": run.network.name,
             "method": run.method or "—", **dict(run.labels), "seed": trained.job.seed}
@@ -45,7 +46,8 @@ def result_rows(trained: TrainedRun, resolved: Resolved) -> list[dict[str, Any]]
         row = {**base, **({"evaluated_on": domain} if run.evaluation.domains else {})}
         extra = best if domain == run.data.display and not policy.per_episode else {}
         for measured in policy.result_rows(run.evaluation, values):
-            rows.append({**row, **measured, **extra, "final_rise": rise(trained, measured), **tail})
+            rows.append({**row, **measured, **extra, "final_rise": rise(trained, measured), "trains": run.trains,
+                         **tail})
     return rows
 
 
