@@ -291,8 +291,14 @@ def _evidence(call: Call, trained: list[TrainedRun]) -> dict[str, Any]:
     for the command that retrains it."""
     runs = [t for t in trained if t.job.run.trains]
     store = call.session.results.path(call.source.name)
-    return {"runs": len(runs), "core_hours": sum(t.wall_seconds or 0.0 for t in runs) / 3600,
-            "machines": sorted({t.machine for t in runs if t.machine}),
-            "dates": sorted({t.date for t in runs if t.date}),
+    # a run the page retrained for its weights (a figure's model) counts as its stored record
+    # says: the box then reads the same on every machine that executes the page
+    records = [call.session.results.get(call.source.name, t.job.key) or {} for t in runs]
+    seconds = [record.get("wall_seconds", t.wall_seconds) for t, record in zip(runs, records)]
+    machines = [record.get("machine", t.machine) for t, record in zip(runs, records)]
+    dates = [record.get("date", t.date) for t, record in zip(runs, records)]
+    return {"runs": len(runs), "core_hours": sum(s or 0.0 for s in seconds) / 3600,
+            "machines": sorted({m for m in machines if m}),
+            "dates": sorted({d for d in dates if d}),
             "store": store.name if store is not None and store.is_file() else None,
             "example_key": runs[-1].job.key[:12] if runs else None}
