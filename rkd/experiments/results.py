@@ -34,7 +34,7 @@ from ..cache import default_cache_dir
 from ..runs import Call, prepare
 from ..runs.executors import run_local
 from ..runs.jobs import Job
-from ..runs.results import ResultStore, default_results_dir, same_measurements
+from ..runs.results import ResultStore, default_results_dir, same_measurements, scale_dir
 from ..runs.training import TrainedRun
 from . import get, stored
 from .base import Experiment
@@ -79,8 +79,7 @@ def refresh(experiments: Mapping[str, Experiment] | None = None, *, jobs: int | 
             scale: str = SCALE) -> dict[str, Path]:
     """Retrain every job of ``experiments`` (name -> experiment; default: every page) at
     ``scale`` and rewrite their files of the store."""
-    results_dir = Path(results_dir or default_results_dir(scale)
-                       or (Path.cwd() / "results" if scale == SCALE else Path.cwd() / "results" / scale))
+    results_dir = Path(results_dir or default_results_dir(scale) or scale_dir(Path.cwd() / "results", scale))
     work_dir = Path(work_dir or default_cache_dir() / "results-run")
     jobs = jobs or len(os.sched_getaffinity(0))
     store = ResultStore(results_dir)

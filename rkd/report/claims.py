@@ -37,8 +37,7 @@ def mark_converged(rows: pd.DataFrame, configuration: list[str]) -> pd.DataFrame
     dry run) has not shown that it converged: False, so it supports no verdict."""
     if "final_rise" not in rows.columns and "trains" not in rows.columns:
         return rows
-    # no final_rise column at all: no run had two evaluations late in training
-    rises = rows["final_rise"] if "final_rise" in rows.columns else pd.Series(float("nan"), index=rows.index)
+    rises = _final_rises(rows)
     keys = [k for k in configuration if k in rows.columns]
     decided = rises.groupby([rows[k] for k in keys], sort=False, dropna=False).transform(
         lambda values: converged([None if pd.isna(r) else float(r) for r in values]))
@@ -68,6 +67,12 @@ def claim_summary(experiment, results: Results) -> pd.DataFrame:
     return results.extra["verdicts"]
 
 
+def _final_rises(rows: pd.DataFrame) -> pd.Series:
+    """The rows' ``final_rise``; all NaN where the column is missing (the result rows drop it
+    when no run had two evaluations late in training)."""
+    return rows["final_rise"] if "final_rise" in rows.columns else pd.Series(float("nan"), index=rows.index)
+
+
 def convergence_sentence(rows: pd.DataFrame) -> str | None:
     """How many of the page's trained configurations converged, in a sentence (None: not judged)."""
     if "converged" not in rows.columns:
@@ -76,7 +81,7 @@ def convergence_sentence(rows: pd.DataFrame) -> str | None:
     decided = rows.dropna(subset=["converged"]).drop_duplicates(keys)
     if decided.empty:
         return None
-    rises = decided["final_rise"] if "final_rise" in decided.columns else pd.Series(float("nan"), index=decided.index)
+    rises = _final_rises(decided)
     unjudged = int((rises.isna() & ~decided["converged"].astype(bool)).sum())
     sentence = (f"{int(decided['converged'].astype(bool).sum())} of {len(decided)} trained configurations converged "
                 f"(their metric rose by at most {TOLERANCE:g} points over the last {LAST_FRACTION:.0%} of training, on "

@@ -26,7 +26,8 @@ from typing import Any
 
 from ..runtime import atomic_write
 
-__all__ = ["ResultStore", "default_results_dir", "same_measurements", "MEASURED", "CIRCUMSTANCES", "RESULTS_ENV"]
+__all__ = ["ResultStore", "default_results_dir", "scale_dir", "same_measurements", "MEASURED", "CIRCUMSTANCES",
+           "RESULTS_ENV"]
 
 #: the fields a retrained job must reproduce bit for bit
 MEASURED = ("metrics", "episodes", "history", "losses", "steps")
@@ -48,7 +49,13 @@ def default_results_dir(scale: str = "ci") -> Path | None:
         checkout = Path(__file__).resolve().parents[2]
         base = checkout / "results" if (checkout / "pyproject.toml").is_file() and (checkout / "results").is_dir() \
             else None
-    return base if base is None or scale == "ci" else base / scale
+    return None if base is None else scale_dir(base, scale)
+
+
+def scale_dir(base: Path, scale: str) -> Path:
+    """Where the records of ``scale`` lie under the store folder ``base``: ``base`` itself
+    for ``scale="ci"``, its subfolder named as the scale otherwise."""
+    return base if scale == "ci" else base / scale
 
 
 class ResultStore:
