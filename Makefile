@@ -142,6 +142,7 @@ RESULTS_SAMPLE ?= 12
 verify-results: install data
 	$(PY) -m rkd.experiments.results verify --sample $(RESULTS_SAMPLE) --jobs $(PYTEST_WORKERS) \
 	  --seed "$$(git rev-parse HEAD 2>/dev/null || echo uncommitted)"
+	$(PY) -m rkd.experiments.results check --scale converged --written
 
 # every run of every page retrained on this machine's cores, results/ rewritten (resumable: the
 # finished runs wait in .cache/results-run/ until the store is written)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 
 import cloudpickle
 import pandas as pd
@@ -87,6 +88,25 @@ def test_one_run_is_verified_by_its_key_as_the_page_prints_it(refreshed, tmp_pat
     assert len(problems) == 1 and "retrained differs from its record in ['steps']" in problems[0]
     with pytest.raises(SystemExit, match="no planned training run has a key starting with ffff"):
         verify(experiments={"spread": Spread()}, keys=["ffff"], results_dir=refreshed, progress=False)
+
+
+class TwoScales(Spread):
+    """Spread with a second scale, as the pages have ``ci`` and ``converged``."""
+
+    presets = {**Spread.presets, "converged": replace(Spread.presets["ci"], scale="converged")}
+
+
+def test_check_reads_a_scale_s_own_folder_and_with_written_only_the_pages_written(refreshed, tmp_path, monkeypatch):
+    monkeypatch.setenv("RKD_RESULTS_DIR", str(tmp_path))
+    both = {"spread": TwoScales()}
+    assert check(both, scale="converged", written=True) == []  # nothing written yet: nothing to hold against
+    missing = check(both, scale="converged")
+    assert len(missing) == 6 and all("is planned but has no record" in problem for problem in missing)
+    records = list(ResultStore(refreshed).records("spread").values())
+    ResultStore(tmp_path / "converged").write("spread", [*records, {**records[0], "key": "0" * 64}])
+    assert check(both, scale="ci", written=True) == []  # results/ itself holds no page
+    problems = check(both, scale="converged", written=True)
+    assert len(problems) == 1 and "stale record" in problems[0]
 
 
 def test_same_measurements_names_the_fields_that_differ():

@@ -4,7 +4,7 @@ and re-verified.
     python -m rkd.experiments.results refresh [EXPERIMENT ...] [--jobs N] [--scale S]   # make results
     python -m rkd.experiments.results verify --sample 12 --seed COMMIT      # make test
     python -m rkd.experiments.results verify table1 --key 3f2a9c            # one run, as a page's box says
-    python -m rkd.experiments.results check                                  # stale or missing records
+    python -m rkd.experiments.results check [--scale S] [--written]          # stale or missing records
 
 ``refresh`` retrains every job of every page at ``scale="ci"`` (each page's default
 parameters, as its notebook runs them; ``--scale converged``: the stand-in regime whose
@@ -41,7 +41,7 @@ from .base import Experiment
 from .recipes import CONVERGED
 from .launch import JobWorker
 
-__all__ = ["refresh", "verify", "check", "chain", "main"]
+__all__ = ["refresh", "verify", "check", "chain", "written_pages", "main"]
 
 #: the scale whose records ``make test`` verifies (``results/``; another scale's lie in ``results/<scale>/``)
 SCALE = "ci"
@@ -67,6 +67,12 @@ def _call(experiment: Experiment, cache_dir: Path, results_dir: Path | str | Non
     return prepare(experiment, scale=scale, cache_dir=str(cache_dir), results_dir=results_dir, progress=False)
 
 
+def _store_dir(results_dir: Path | None, scale: str) -> Path:
+    """The folder of ``scale``'s records: ``results_dir`` as given, else the default store's
+    (``results/`` of the working directory when there is none)."""
+    return Path(results_dir or default_results_dir(scale) or scale_dir(Path.cwd() / "results", scale))
+
+
 def _trained(call: Call, job: Job) -> TrainedRun:
     payload = call.session.store.get(job.key, job.config)
     if payload is None:
@@ -79,7 +85,7 @@ def refresh(experiments: Mapping[str, Experiment] | None = None, *, jobs: int | 
             scale: str = SCALE) -> dict[str, Path]:
     """Retrain every job of ``experiments`` (name -> experiment; default: every page) at
     ``scale`` and rewrite their files of the store."""
-    results_dir = Path(results_dir or default_results_dir(scale) or scale_dir(Path.cwd() / "results", scale))
+    results_dir = _store_dir(results_dir, scale)
     work_dir = Path(work_dir or default_cache_dir() / "results-run")
     jobs = jobs or len(os.sched_getaffinity(0))
     store = ResultStore(results_dir)
@@ -106,20 +112,30 @@ def chain(call: Call, job: Job) -> list[Job]:
     return [j for j in call.jobs if j.key in needed]
 
 
-def check(experiments: Mapping[str, Experiment] | None = None, results_dir: Path | None = None) -> list[str]:
-    """Problems of the store against the planned jobs: stale records (no planned job has
-    their key) and planned jobs without a record."""
-    results_dir = Path(results_dir or default_results_dir())
+def check(experiments: Mapping[str, Experiment] | None = None, results_dir: Path | None = None, *,
+          scale: str = SCALE, written: bool = False) -> list[str]:
+    """Problems of the store of ``scale`` against the planned jobs: stale records (no
+    planned job has their key) and planned jobs without a record; with ``written``, of the
+    pages whose file exists only."""
+    results_dir = _store_dir(results_dir, scale)
     store, problems = ResultStore(results_dir), []
-    for name, experiment in _pages(experiments).items():
+    pages = _pages(experiments, scale)
+    if written:
+        pages = {name: pages[name] for name in written_pages(pages, results_dir)}
+    for name, experiment in pages.items():
         with tempfile.TemporaryDirectory(prefix="rkd-check-") as work_dir:  # nothing trains: an empty model store
-            planned = {job.key: job for job in _call(experiment, Path(work_dir), "").jobs if job.run.trains}
+            planned = {job.key: job for job in _call(experiment, Path(work_dir), "", scale).jobs if job.run.trains}
         stored = store.records(name)
         problems += [f"{name}: stale record {r['dataset']}: {r['run']} (seed {r['seed']}), key {k[:12]}: no planned "
                      f"run has it any more; run `make results`" for k, r in stored.items() if k not in planned]
         problems += [f"{name}: {job.name} is planned but has no record; run `make results`"
                      for k, job in planned.items() if k not in stored]
     return problems
+
+
+def written_pages(experiments: Mapping[str, Experiment], results_dir: Path) -> list[str]:
+    """The names of ``experiments`` whose file is written in ``results_dir``."""
+    return [name for name in experiments if ResultStore(results_dir).path(name).is_file()]
 
 
 def _sample(ends: dict[str, list[Job]], pages: list[str], sample: int, rng: random.Random) -> list[tuple[str, Job]]:
@@ -145,18 +161,18 @@ def _named(calls: Mapping[str, Call], keys: Sequence[str]) -> list[tuple[str, Jo
 
 def verify(sample: int = 12, seed: str = "0", *, experiments: Mapping[str, Experiment] | None = None,
            keys: Sequence[str] = (), jobs: int | None = None, results_dir: Path | None = None,
-           progress: bool = True) -> list[str]:
+           progress: bool = True, scale: str = SCALE) -> list[str]:
     """Retrain ``sample`` whole chains (students of every page in turn, chosen by ``seed``),
-    or the chains of the runs whose key starts with one of ``keys``, and compare every
-    retrained job with its record; return the problems (empty: all equal)."""
-    results_dir = Path(results_dir or default_results_dir())
-    experiments = _pages(experiments)
-    problems = check(experiments, results_dir)
+    or the chains of the runs whose key starts with one of ``keys``, at ``scale``, and
+    compare every retrained job with its record; return the problems (empty: all equal)."""
+    results_dir = _store_dir(results_dir, scale)
+    experiments = _pages(experiments, scale)
+    problems = check(experiments, results_dir, scale=scale)
     store = ResultStore(results_dir)
     rng = random.Random(int(hashlib.sha256(seed.encode()).hexdigest(), 16))
     work_dir = Path(tempfile.mkdtemp(prefix="rkd-verify-"))
     try:
-        calls = {name: _call(experiment, work_dir, "") for name, experiment in experiments.items()}
+        calls = {name: _call(experiment, work_dir, "", scale) for name, experiment in experiments.items()}
         ends = {name: [j for j in call.jobs if j.run.trains and not any(j.key in o.needs for o in call.jobs)]
                 for name, call in calls.items()}
         pages = [name for name in experiments if ends[name]]
@@ -168,7 +184,7 @@ def verify(sample: int = 12, seed: str = "0", *, experiments: Mapping[str, Exper
             members = [j for j in calls[name].jobs if j.key in members and j.run.trains]
             print(f"{calls[name].source.title}: retraining {len(members)} jobs of "
                   f"{sum(n == name for n, _ in chosen)} chain(s)", flush=True)
-            run_local(JobWorker(calls[name].source, {"scale": SCALE, "cache_dir": str(work_dir), "results_dir": ""}),
+            run_local(JobWorker(calls[name].source, {"scale": scale, "cache_dir": str(work_dir), "results_dir": ""}),
                       members, done=lambda job, c=calls[name]: c.session.store.get(job.key, job.config) is not None,
                       folder=work_dir / "logs", parallel=jobs or len(os.sched_getaffinity(0)), progress=progress)
             for job in members:
@@ -203,7 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                            help="retrain this run's chain instead of a sample (a key or its first characters, "
                                 "as a page's box prints it; repeatable)")
     verifying.add_argument("--jobs", type=int, default=None)
-    commands.add_parser("check", help="stale or missing records, without training")
+    checking = commands.add_parser("check", help="stale or missing records, without training")
+    checking.add_argument("--written", action="store_true",
+                          help="only the pages whose file is written (a store being filled page by page)")
+    for command in (verifying, checking):
+        command.add_argument("--scale", default=SCALE, choices=(SCALE, CONVERGED),
+                             help=f"the records of this scale (default {SCALE}; {CONVERGED}: results/{CONVERGED}/)")
     args = parser.parse_args(argv)
     if args.command == "refresh":
         chosen = {name: get(name) for name in args.experiments} if args.experiments else None
@@ -211,10 +232,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name}: wrote {path}")
         return 0
     if args.command == "check":
-        problems = check()
+        problems = check(scale=args.scale, written=args.written)
+        if args.written:
+            pages = written_pages(_pages(None, args.scale), _store_dir(None, args.scale))
+            print(f"{args.scale}: {len(pages)} page(s) written ({', '.join(pages) or 'none yet'})")
     else:
         chosen = {name: get(name) for name in args.experiments} if args.experiments else None
-        problems = verify(args.sample, args.seed, experiments=chosen, keys=args.key, jobs=args.jobs)
+        problems = verify(args.sample, args.seed, experiments=chosen, keys=args.key, jobs=args.jobs, scale=args.scale)
     for problem in problems:
         print(problem)
     print(f"{len(problems)} problem(s)" if problems else "the store matches the plan" +
