@@ -1,7 +1,7 @@
 # rkd-book: two commands.
-#   make book   install, execute every notebook at scale="ci" with papermill into _build/notebooks/
-#               (their numbers read from results/), build the book from a copy of the sources into
-#               _build/html (tracked files untouched)
+#   make book   install, execute every notebook at scale="ci" (BOOK_SCALE) with papermill into
+#               _build/notebooks/ci/ (their numbers read from results/), build the book from a copy
+#               of the sources into _build/html (tracked files untouched)
 #   make test   install, the layers and linters, unit tests, a sample of the stored results retrained
 #               bit for bit, nbval over the committed notebooks, the book built from the committed
 #               notebooks (no warnings allowed), then every page checked in headless Chromium
@@ -18,7 +18,11 @@ NPM_STAMP := book/node_modules/.rkd-installed
 FASHION_MNIST ?= /usr/share/datasets/fashion-mnist
 BUILD  := _build
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
-EXECUTED  := $(patsubst notebooks/%,$(BUILD)/notebooks/%,$(NOTEBOOKS))
+# the stand-in scale the book's pages are executed at: ci (results/), or converged
+# (results/converged/, once `make results SCALE=converged` has written every page)
+BOOK_SCALE ?= ci
+EXECUTED_DIR := $(BUILD)/notebooks/$(BOOK_SCALE)
+EXECUTED  := $(patsubst notebooks/%,$(EXECUTED_DIR)/%,$(NOTEBOOKS))
 # an executed notebook is stale when the notebook or any of rkd's sources changed
 RKD_SOURCES := $(shell find rkd -name '*.py' -not -path 'rkd/book/*')
 # the committed notebooks' book, built and checked by `make test`
@@ -51,7 +55,7 @@ export RKD_MATHJAX_DIR := $(CURDIR)/book/node_modules/mathjax/es5
 
 book: install data $(EXECUTED)
 	rm -rf $(BUILD)/src $(BUILD)/html $(BUILD)/.doctrees $(BUILD)/jupyter_execute
-	$(PY) -m rkd.book.assemble --notebooks $(BUILD)/notebooks --out $(BUILD)/src
+	$(PY) -m rkd.book.assemble --notebooks $(EXECUTED_DIR) --out $(BUILD)/src
 	$(VENV)/bin/jupyter-book build $(BUILD)/src --path-output $(CURDIR) $(JB_FLAGS)
 	@echo "book: open $(BUILD)/html/index.html"
 
@@ -112,11 +116,11 @@ data:
 # to start: two kernels launched at once under -j2 can collide on a port). Progress goes to
 # this terminal: a line per notebook here, and a bar per training run from rkd (written to
 # the kernel's own stderr, never the notebook).
-$(BUILD)/notebooks/%.ipynb: notebooks/%.ipynb $(RKD_SOURCES) $(STAMP) | data
+$(EXECUTED_DIR)/%.ipynb: notebooks/%.ipynb $(RKD_SOURCES) $(STAMP) | data
 	@mkdir -p $(@D)
-	@echo "== papermill: $< (scale=ci) -> $@, started $$(date +%H:%M:%S)"
+	@echo "== papermill: $< (scale=$(BOOK_SCALE)) -> $@, started $$(date +%H:%M:%S)"
 	@start=$$(date +%s); \
-	if ! $(PY) -m rkd.report.execute "$<" "$@" -p scale ci; then \
+	if ! $(PY) -m rkd.report.execute "$<" "$@" -p scale $(BOOK_SCALE); then \
 	  mv -f "$@" "$(@:.ipynb=.failed.ipynb)" 2>/dev/null; \
 	  echo "== papermill FAILED on $<; the partly executed notebook is $(@:.ipynb=.failed.ipynb)"; exit 1; \
 	fi; \
@@ -125,7 +129,7 @@ $(BUILD)/notebooks/%.ipynb: notebooks/%.ipynb $(RKD_SOURCES) $(STAMP) | data
 # For maintainers: execute (when stale) and copy the executed notebooks over the committed ones.
 notebooks: install data $(EXECUTED)
 	cp $(EXECUTED) notebooks/
-	@echo "notebooks: refreshed $(words $(EXECUTED)) committed notebooks from $(BUILD)/notebooks/; review with git diff"
+	@echo "notebooks: refreshed $(words $(EXECUTED)) committed notebooks from $(EXECUTED_DIR)/; review with git diff"
 
 # the package's layers (import-linter contracts in pyproject.toml), style and dead code
 lint: install
@@ -140,7 +144,7 @@ unit: install
 # chosen afresh on each commit, compared with the store bit for bit; stale or missing records fail
 RESULTS_SAMPLE ?= 12
 verify-results: install data
-	$(PY) -m rkd.experiments.results verify --sample $(RESULTS_SAMPLE) --jobs $(PYTEST_WORKERS) \
+	$(PY) -m rkd.experiments.results verify --sample $(RESULTS_SAMPLE) --jobs $(PYTEST_WORKERS) --scale $(BOOK_SCALE) \
 	  --seed "$$(git rev-parse HEAD 2>/dev/null || echo uncommitted)"
 	$(PY) -m rkd.experiments.results check --scale converged --written
 

@@ -1,6 +1,6 @@
 """The build copy of the book's sources: the book is built from it, never from the checkout.
 
-``python -m rkd.book.assemble --notebooks _build/notebooks --out _build/src`` makes a
+``python -m rkd.book.assemble --notebooks _build/notebooks/ci --out _build/src`` makes a
 fresh folder holding ``_config.yml``, ``_toc.yml``, ``book/`` (without its npm
 packages and generated files), ``benchmarks/results/`` (for the performance page),
 ``results/`` (the results store, for the Fidelity page's tuning section),
