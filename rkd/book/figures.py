@@ -90,13 +90,10 @@ def _distance_panel(ax, teacher: np.ndarray, student: np.ndarray, losses: dict[s
             for j in range(i + 1, len(points)):
                 ax.plot(*points[[i, j]].T, color=colour, lw=0.8, alpha=0.35, zorder=1)
         ax.plot(*points[[0, 3]].T, color=colour, lw=2.2, zorder=2)
-    _scatter(ax, teacher, TEACHER_COLOUR, "o", "t")
-    _scatter(ax, student, STUDENT_COLOUR, "s", "s")
-    ax.set_title("Distances $\\psi_D$ (eqs. 5-7)\nmatch $\\Vert t_i - t_j \\Vert\\, / \\mu$")
-    ax.text(0.02, 0.10, f"$\\psi_D(t_1,t_4) = {_mu_normalised_distance(teacher, 0, 3):.3f}$, "
-                        f"$\\psi_D(s_1,s_4) = {_mu_normalised_distance(student, 0, 3):.3f}$",
-            transform=ax.transAxes, fontsize=13)
-    ax.text(0.02, 0.02, f"RKD-D loss $= {losses['rkd_d']:.3f}$", transform=ax.transAxes, fontsize=13)
+    _finish_panel(ax, teacher, student, "Distances $\\psi_D$ (eqs. 5-7)\nmatch $\\Vert t_i - t_j \\Vert\\, / \\mu$",
+                  f"$\\psi_D(t_1,t_4) = {_mu_normalised_distance(teacher, 0, 3):.3f}$, "
+                  f"$\\psi_D(s_1,s_4) = {_mu_normalised_distance(student, 0, 3):.3f}$",
+                  f"RKD-D loss $= {losses['rkd_d']:.3f}$")
 
 
 def _angle_panel(ax, teacher: np.ndarray, student: np.ndarray, losses: dict[str, float]) -> None:
@@ -122,13 +119,21 @@ def _angle_panel(ax, teacher: np.ndarray, student: np.ndarray, losses: dict[str,
         if high - low > 180:
             low, high = high, low + 360
         ax.add_patch(Arc(points[j], length, length, theta1=low, theta2=high, color=colour, lw=1.2))
+    _finish_panel(ax, teacher, student,
+                  "Angles $\\psi_A$ (eqs. 9-10)\nmatch $\\langle e^{ij}, e^{kj}\\rangle$ at each vertex",
+                  f"$\\cos\\angle t_2 t_1 t_3 = {_cosine(teacher, i, j, k):.3f}$, "
+                  f"$\\cos\\angle s_2 s_1 s_3 = {_cosine(student, i, j, k):.3f}$",
+                  f"RKD-A loss $= {losses['rkd_a']:.3f}$")
+
+
+def _finish_panel(ax, teacher: np.ndarray, student: np.ndarray, title: str, potentials: str, loss: str) -> None:
+    """The points of both embeddings over the panel's lines, its title, and two lines of
+    text: the potentials of one pair or triple, and the loss."""
     _scatter(ax, teacher, TEACHER_COLOUR, "o", "t")
     _scatter(ax, student, STUDENT_COLOUR, "s", "s")
-    ax.set_title("Angles $\\psi_A$ (eqs. 9-10)\nmatch $\\langle e^{ij}, e^{kj}\\rangle$ at each vertex")
-    ax.text(0.02, 0.10, f"$\\cos\\angle t_2 t_1 t_3 = {_cosine(teacher, i, j, k):.3f}$, "
-                        f"$\\cos\\angle s_2 s_1 s_3 = {_cosine(student, i, j, k):.3f}$",
-            transform=ax.transAxes, fontsize=13)
-    ax.text(0.02, 0.02, f"RKD-A loss $= {losses['rkd_a']:.3f}$", transform=ax.transAxes, fontsize=13)
+    ax.set_title(title)
+    ax.text(0.02, 0.10, potentials, transform=ax.transAxes, fontsize=13)
+    ax.text(0.02, 0.02, loss, transform=ax.transAxes, fontsize=13)
 
 
 def draw_relational_potentials(path: Path) -> Path:

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
 from rkd.data.common import (
     ImageListDataset,
+    LabelledDataset,
     layout_error,
     require_files,
     resolve_root,
@@ -41,7 +41,7 @@ CIFAR_SOURCE = ("cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/c
 
 
 @DATASETS.register("cifar100")
-class CIFAR100(Dataset):
+class CIFAR100(LabelledDataset):
     """CIFAR-100 (32x32 RGB, 100 fine classes; 50,000 train / 10,000 test).
 
     Reads the python pickles that torchvision's ``CIFAR100`` reads, in the same way,
@@ -98,13 +98,6 @@ class CIFAR100(Dataset):
                 raise layout_error("cifar100", folder, f"{name} does not match the official MD5 {official[name]} "
                                    "(corrupt or not the official file; pass verify_checksums=False to skip)",
                                    CIFAR_TREE, CIFAR_SOURCE)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.targets)
 
     def __getitem__(self, index: int):
         image = Image.fromarray(self.data[index])

@@ -24,6 +24,7 @@ __all__ = [
     "resolve_root",
     "require_files",
     "contiguous_labels",
+    "LabelledDataset",
     "ImageListDataset",
 ]
 
@@ -117,7 +118,23 @@ def read_image(path: Path, mode: str) -> Image.Image:
         ) from error
 
 
-class ImageListDataset(Dataset):
+class LabelledDataset(Dataset):
+    """A dataset of ``targets`` (one int label in 0..C-1 per item) over ``classes``
+    (their names): its length and ``num_classes`` follow from them."""
+
+    classes: list[str]
+    targets: Any
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes C (``len(classes)``); targets lie in 0..C-1."""
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+class ImageListDataset(LabelledDataset):
     """Images listed by path, read lazily with PIL.
 
     ``__getitem__(i)`` returns ``(image, target)``: the PIL image in ``image_mode``
@@ -143,14 +160,6 @@ class ImageListDataset(Dataset):
         self.transform = transform
         if len(self.targets) and (int(self.targets.min()) < 0 or int(self.targets.max()) >= len(self.classes)):
             raise ValueError(f"targets must lie in 0..{len(self.classes) - 1}")
-
-    @property
-    def num_classes(self) -> int:
-        """The number of classes C (``len(classes)``); targets lie in 0..C-1."""
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.paths)
 
     def load_image(self, index: int) -> Image.Image:
         """The untransformed PIL image at ``index``."""

@@ -41,14 +41,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from rkd.data.common import (
-    ImageListDataset,
-    contiguous_labels,
-    layout_error,
-    read_image,
-    resolve_root,
-    validate_split,
-)
+from rkd.data.common import ImageListDataset, contiguous_labels, layout_error, read_image, resolve_root, validate_split
 from rkd.data.registry import DATASETS
 
 __all__ = ["Omniglot", "MiniImageNet", "VINYALS_TEST_START", "VINYALS_VAL_ALPHABETS"]

@@ -21,14 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rkd.data.common import (
-    ImageListDataset,
-    contiguous_labels,
-    layout_error,
-    require_files,
-    resolve_root,
-    validate_split,
-)
+from rkd.data.common import (ImageListDataset, contiguous_labels, layout_error, require_files, resolve_root,
+                             validate_split)
 from rkd.data.registry import DATASETS
 
 __all__ = ["CUB200", "Cars196", "StanfordOnlineProducts", "StanfordDogs"]

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from ..progress import progress_bar
+from .common import LabelledDataset
 from .registry import get_dataset
 from .transforms import get_transform, takes_crop
 
@@ -154,7 +155,7 @@ def first_per_class(dataset: Dataset, n: int | None, *, classes: int | None = No
     return TargetsSubset(dataset, keep)
 
 
-class RotationClasses(Dataset):
+class RotationClasses(LabelledDataset):
     """Every (class, angle) of ``dataset`` as a class of its own, as Vinyals et al. do
     with Omniglot's characters: ``len(angles)`` copies of the dataset, copy ``a``
     rotated counter-clockwise by ``angles[a]`` (multiples of 90 degrees, exact).
@@ -175,13 +176,6 @@ class RotationClasses(Dataset):
         self.targets = base.repeat(len(angles)) * len(angles) + copies
         base_names = getattr(dataset, "classes", None) or [str(c) for c in range(int(base.max()) + 1)]
         self.classes = [f"{name}/rot{angle % 360:03d}" for name in base_names for angle in angles]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.targets)
 
     def __getitem__(self, index: int):
         copy, base_index = divmod(int(index), self.base_size)

@@ -92,17 +92,9 @@ def _small_network(
         # the paper-scale networks read a local weights file (safe load, every key checked)
         load_backbone_state_dict(trunk, read_state_dict(weights_path),
                                  source=f"weights_path {os.fspath(weights_path)!r}")
-    return FeatureNetwork(
-        trunk,
-        pooled_node="flatten",
-        tap_nodes={tap: tap for tap in TAP_NAMES},
-        taps=taps,
-        projection_dim=embedding_dim,
-        num_classes=num_classes,
-        normalize=normalize,
-        in_channels=in_channels,
-        probe_size=input_size,
-    )
+    return FeatureNetwork(trunk, pooled_node="flatten", tap_nodes={tap: tap for tap in TAP_NAMES}, taps=taps,
+                          projection_dim=embedding_dim, num_classes=num_classes, normalize=normalize,
+                          in_channels=in_channels, probe_size=input_size)
 
 
 _SMALL_ARGS_DOC = """
@@ -123,91 +115,53 @@ _SMALL_ARGS_DOC = """
     """
 
 
-@MODELS.register("small_cnn")
-def small_cnn(
-    *,
-    in_channels: int = 1,
-    input_size: int = 28,
-    embedding_dim: int | None = 64,
-    normalize: bool = False,
-    num_classes: int | None = None,
-    taps: tuple[str, ...] = (),
-    weights_path: str | os.PathLike | None = None,
-) -> FeatureNetwork:
+def _small_builder(name: str, widths: tuple[int, int, int], convs_per_block: int, embedding_dim: int,
+                   summary: str):
+    """Register ``name``: :class:`SmallConvTrunk` of ``widths`` and ``convs_per_block``,
+    whose builder takes the same keywords as every other small CNN (defaults in its
+    signature, documented by ``summary`` and the shared Args)."""
+    default_dim = embedding_dim
+
+    def build(
+        *,
+        in_channels: int = 1,
+        input_size: int = 28,
+        embedding_dim: int | None = default_dim,
+        normalize: bool = False,
+        num_classes: int | None = None,
+        taps: tuple[str, ...] = (),
+        weights_path: str | os.PathLike | None = None,
+    ) -> FeatureNetwork:
+        return _small_network(widths, convs_per_block, in_channels=in_channels, input_size=input_size,
+                              embedding_dim=embedding_dim, normalize=normalize, num_classes=num_classes, taps=taps,
+                              weights_path=weights_path)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = summary + _SMALL_ARGS_DOC.format(pooled=widths[-1])
+    return MODELS.register(name)(build)
+
+
+small_cnn = _small_builder(
+    "small_cnn", (16, 32, 64), 1, 64,
     """The CI-scale student: :class:`SmallConvTrunk` with widths 16, 32, 64 and one
-    convolution per block (four conv layers in all), then Linear to ``embedding_dim``."""
-    return _small_network(
-        (16, 32, 64),
-        1,
-        in_channels=in_channels,
-        input_size=input_size,
-        embedding_dim=embedding_dim,
-        normalize=normalize,
-        num_classes=num_classes,
-        taps=taps,
-        weights_path=weights_path,
-    )
+    convolution per block (four conv layers in all), then Linear to ``embedding_dim``.""",
+)
 
-
-@MODELS.register("small_cnn_wide")
-def small_cnn_wide(
-    *,
-    in_channels: int = 1,
-    input_size: int = 28,
-    embedding_dim: int | None = 128,
-    normalize: bool = False,
-    num_classes: int | None = None,
-    taps: tuple[str, ...] = (),
-    weights_path: str | os.PathLike | None = None,
-) -> FeatureNetwork:
+small_cnn_wide = _small_builder(
+    "small_cnn_wide", (32, 64, 128), 2, 128,
     """The CI-scale teacher: :class:`SmallConvTrunk` with widths 32, 64, 128 and two
     convolutions per block (seven conv layers), twice as wide and nearly twice as deep
-    as ``small_cnn`` (313k parameters against 30k), then Linear to ``embedding_dim``."""
-    return _small_network(
-        (32, 64, 128),
-        2,
-        in_channels=in_channels,
-        input_size=input_size,
-        embedding_dim=embedding_dim,
-        normalize=normalize,
-        num_classes=num_classes,
-        taps=taps,
-        weights_path=weights_path,
-    )
+    as ``small_cnn`` (313k parameters against 30k), then Linear to ``embedding_dim``.""",
+)
 
-
-@MODELS.register("small_cnn_deep")
-def small_cnn_deep(
-    *,
-    in_channels: int = 1,
-    input_size: int = 28,
-    embedding_dim: int | None = 128,
-    normalize: bool = False,
-    num_classes: int | None = None,
-    taps: tuple[str, ...] = (),
-    weights_path: str | os.PathLike | None = None,
-) -> FeatureNetwork:
+small_cnn_deep = _small_builder(
+    "small_cnn_deep", (16, 32, 64), 2, 128,
     """The CI-scale teacher of ``small_cnn``, in the ResNet50 : ResNet18 ratio: :class:`SmallConvTrunk`
     with the student's widths 16, 32, 64 and two convolutions per block (seven conv layers
     against four): 74k trunk parameters against 26k (2.9x) and 0.70M multiply-adds per 28x28
     image against 0.29M (2.4x), where ResNet50 has 2.2x ResNet18's parameters and 2.3x its
-    FLOPs. Then Linear to ``embedding_dim``."""
-    return _small_network(
-        (16, 32, 64),
-        2,
-        in_channels=in_channels,
-        input_size=input_size,
-        embedding_dim=embedding_dim,
-        normalize=normalize,
-        num_classes=num_classes,
-        taps=taps,
-        weights_path=weights_path,
-    )
-
-
-small_cnn.__doc__ += _SMALL_ARGS_DOC.format(pooled=64)
-small_cnn_deep.__doc__ += _SMALL_ARGS_DOC.format(pooled=64)
-small_cnn_wide.__doc__ += _SMALL_ARGS_DOC.format(pooled=128)
+    FLOPs. Then Linear to ``embedding_dim``.""",
+)
 
 
 class Conv4Trunk(nn.Module):
@@ -259,13 +213,6 @@ def conv4(
             raise ValueError(f"{option} must be a positive int, got {value}")
     if input_size < 16:
         raise ValueError(f"conv4 halves its input four times and needs input_size >= 16, got {input_size}")
-    return FeatureNetwork(
-        Conv4Trunk(in_channels, hidden_channels),
-        pooled_node="flatten",
-        tap_nodes={tap: tap for tap in TAP_NAMES},
-        taps=taps,
-        normalize=normalize,
-        in_channels=in_channels,
-        probe_size=input_size,
-        fixed_input_size=input_size,
-    )
+    return FeatureNetwork(Conv4Trunk(in_channels, hidden_channels), pooled_node="flatten",
+                          tap_nodes={tap: tap for tap in TAP_NAMES}, taps=taps, normalize=normalize,
+                          in_channels=in_channels, probe_size=input_size, fixed_input_size=input_size)

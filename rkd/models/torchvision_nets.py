@@ -128,57 +128,47 @@ _EMBEDDING_DOC = """
     """
 
 
-@MODELS.register("resnet18")
-def resnet18_embedding(
-    *,
-    embedding_dim: int = 128,
-    normalize: bool = False,
-    pretrained: bool | str | None = False,
-    weights_path: str | os.PathLike | None = None,
-    taps: tuple[str, ...] = (),
-) -> FeatureNetwork:
+def _resnet_embedding(name: str, arch: str, weights_enum: str, embedding_dim: int, summary: str):
+    """Register ``name``: torchvision's ``arch`` up to global pooling, then Linear to
+    ``embedding_dim`` (default in the builder's signature), its ImageNet weights
+    ``weights_enum`` (``IMAGENET1K_V1``)."""
+    default_dim = embedding_dim
+
+    def build(
+        *,
+        embedding_dim: int = default_dim,
+        normalize: bool = False,
+        pretrained: bool | str | None = False,
+        weights_path: str | os.PathLike | None = None,
+        taps: tuple[str, ...] = (),
+    ) -> FeatureNetwork:
+        _check_weight_options(embedding_dim, pretrained, weights_path)
+        return _embedding_network(
+            getattr(torchvision.models, arch)(weights=None),
+            imagenet_weights=getattr(torchvision.models, weights_enum).IMAGENET1K_V1,
+            tap_nodes=RESNET_TAPS, head_prefixes=RESNET_HEAD, embedding_dim=embedding_dim, normalize=normalize,
+            pretrained=pretrained, weights_path=weights_path, taps=taps,
+        )
+
+    build.__name__ = build.__qualname__ = f"{arch}_embedding"
+    build.__doc__ = summary + _EMBEDDING_DOC.format(weights=f"{weights_enum}.IMAGENET1K_V1", arch=arch)
+    return MODELS.register(name)(build)
+
+
+resnet18_embedding = _resnet_embedding(
+    "resnet18", "resnet18", "ResNet18_Weights", 128,
     """ResNet18 up to global pooling (512), then Linear to ``embedding_dim``: the
-    metric-learning student."""
-    _check_weight_options(embedding_dim, pretrained, weights_path)
-    return _embedding_network(
-        torchvision.models.resnet18(weights=None),
-        imagenet_weights=torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
-        tap_nodes=RESNET_TAPS,
-        head_prefixes=RESNET_HEAD,
-        embedding_dim=embedding_dim,
-        normalize=normalize,
-        pretrained=pretrained,
-        weights_path=weights_path,
-        taps=taps,
-    )
+    metric-learning student.""",
+)
 
-
-@MODELS.register("resnet50")
-def resnet50_embedding(
-    *,
-    embedding_dim: int = 512,
-    normalize: bool = False,
-    pretrained: bool | str | None = False,
-    weights_path: str | os.PathLike | None = None,
-    taps: tuple[str, ...] = (),
-) -> FeatureNetwork:
+resnet50_embedding = _resnet_embedding(
+    "resnet50", "resnet50", "ResNet50_Weights", 512,
     """ResNet50 up to global pooling (2048), then Linear to ``embedding_dim``: the
     metric-learning teacher (512, L2-normalised) and the Table 2/3 students.
 
     The ImageNet weights are torchvision's ``IMAGENET1K_V1``, the ones of 2019, not
-    the later ``V2`` recipe."""
-    _check_weight_options(embedding_dim, pretrained, weights_path)
-    return _embedding_network(
-        torchvision.models.resnet50(weights=None),
-        imagenet_weights=torchvision.models.ResNet50_Weights.IMAGENET1K_V1,
-        tap_nodes=RESNET_TAPS,
-        head_prefixes=RESNET_HEAD,
-        embedding_dim=embedding_dim,
-        normalize=normalize,
-        pretrained=pretrained,
-        weights_path=weights_path,
-        taps=taps,
-    )
+    the later ``V2`` recipe.""",
+)
 
 
 @MODELS.register("googlenet")
@@ -213,21 +203,11 @@ def googlenet_embedding(
         transform_input=loads_weights if transform_input is None else transform_input,
         init_weights=not loads_weights,
     )
-    return _embedding_network(
-        backbone,
-        imagenet_weights=torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1,
-        tap_nodes=GOOGLENET_TAPS,
-        head_prefixes=GOOGLENET_HEAD,
-        embedding_dim=embedding_dim,
-        normalize=normalize,
-        pretrained=pretrained,
-        weights_path=weights_path,
-        taps=taps,
-    )
+    return _embedding_network(backbone, imagenet_weights=torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1,
+                              tap_nodes=GOOGLENET_TAPS, head_prefixes=GOOGLENET_HEAD, embedding_dim=embedding_dim,
+                              normalize=normalize, pretrained=pretrained, weights_path=weights_path, taps=taps)
 
 
-resnet18_embedding.__doc__ += _EMBEDDING_DOC.format(weights="ResNet18_Weights.IMAGENET1K_V1", arch="resnet18")
-resnet50_embedding.__doc__ += _EMBEDDING_DOC.format(weights="ResNet50_Weights.IMAGENET1K_V1", arch="resnet50")
 googlenet_embedding.__doc__ += _EMBEDDING_DOC.format(weights="GoogLeNet_Weights.IMAGENET1K_V1", arch="googlenet")
 
 
@@ -250,15 +230,8 @@ def _resnet_classifier(resnet: torchvision.models.ResNet, num_classes: int, inpu
         resnet.conv1 = nn.Conv2d(3, resnet.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
         nn.init.kaiming_normal_(resnet.conv1.weight, mode="fan_out", nonlinearity="relu")
         resnet.maxpool = nn.Identity()
-    return FeatureNetwork(
-        resnet,
-        pooled_node="flatten",
-        tap_nodes=RESNET_TAPS,
-        taps=taps,
-        num_classes=num_classes,
-        in_channels=3,
-        probe_size=input_size,
-    )
+    return FeatureNetwork(resnet, pooled_node="flatten", tap_nodes=RESNET_TAPS, taps=taps, num_classes=num_classes,
+                          in_channels=3, probe_size=input_size)
 
 
 _RESNET_CLASSIFIER_DOC = """
@@ -350,12 +323,5 @@ def vgg11_bn_classifier(*, num_classes: int, input_size: int, taps: tuple[str, .
     trunk = _VGGTrunk()
     pool_indices = [i for i, layer in enumerate(trunk.features) if isinstance(layer, nn.MaxPool2d)]
     tap_nodes = {tap: f"features.{pool_indices[stage] - 1}" for stage, tap in enumerate(TAP_NAMES, start=1)}
-    return FeatureNetwork(
-        trunk,
-        pooled_node="flatten",
-        tap_nodes=tap_nodes,
-        taps=taps,
-        num_classes=num_classes,
-        in_channels=3,
-        probe_size=input_size,
-    )
+    return FeatureNetwork(trunk, pooled_node="flatten", tap_nodes=tap_nodes, taps=taps, num_classes=num_classes,
+                          in_channels=3, probe_size=input_size)

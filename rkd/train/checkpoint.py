@@ -182,6 +182,22 @@ class Checkpointer:
         if writes:
             remove_orphaned_temporaries(self.path)
 
+    def _check_written_by_this_run(self, state: dict, path: Path) -> None:
+        """Refuse a checkpoint of another configuration, method or numerics, saying which."""
+        signature, again = method_signature(self.distiller), "delete it or pass another checkpoint_path"
+        written = (
+            ("config", self.config, lambda saved: f"by a run with another configuration "
+                                                  f"({_difference(saved, self.config)})", again),
+            ("method", signature, lambda saved: f"for method {describe_method(saved)}, this run trains "
+                                                f"{describe_method(signature)}", again),
+            ("numerics", self.numerics, lambda saved: f"with other numerics ({_difference(saved, self.numerics)}), "
+                                                      f"which give other results",
+             "pass the fit() options of the first run, or delete the checkpoint to start afresh"),
+        )
+        for entry, expected, describe, advice in written:
+            if state.get(entry) != expected:
+                raise CheckpointMismatchError(f"checkpoint {path} was written {describe(state.get(entry))}; {advice}")
+
     def load(self, check_sampler) -> Resumed:
         """Restore the state of the checkpoint on disk into the distiller, optimiser,
         scheduler and global random generators; a fresh :class:`Resumed` when there is none.
@@ -197,24 +213,7 @@ class Checkpointer:
                 f"checkpoint {path} is not a training checkpoint of format {CHECKPOINT_FORMAT} "
                 f"(found format {found!r}); delete it or pass another checkpoint_path"
             )
-        if state.get("config") != self.config:
-            raise CheckpointMismatchError(
-                f"checkpoint {path} was written by a run with another configuration "
-                f"({_difference(state.get('config'), self.config)}); delete it or pass another checkpoint_path"
-            )
-        signature = method_signature(self.distiller)
-        if state.get("method") != signature:
-            raise CheckpointMismatchError(
-                f"checkpoint {path} was written for method {describe_method(state.get('method'))}, "
-                f"this run trains {describe_method(signature)}; delete it or pass another checkpoint_path"
-            )
-        if state.get("numerics") != self.numerics:
-            raise CheckpointMismatchError(
-                f"checkpoint {path} was written with other numerics "
-                f"({_difference(state.get('numerics'), self.numerics)})"
-                f", which give other results; pass the fit() options of the first run, or delete the checkpoint "
-                f"to start afresh"
-            )
+        self._check_written_by_this_run(state, path)
         step = int(state["step"])
         check_sampler(state.get("sampler"), step, path)
         try:

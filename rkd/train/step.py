@@ -24,7 +24,7 @@ around evaluations, which run in float32 as after training.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,35 +127,24 @@ def _ordinary(outputs):
     return outputs
 
 
-def _student_forward(forward, device_type: str, dtype: torch.dtype | None, parallel=None):
-    def student_forward(*args, **kwargs):
-        if dtype is None:
-            outputs = forward(*args, **kwargs)
-        else:
-            with torch.autocast(device_type, dtype=dtype):
+def _wrapped_forward(forward, device_type: str, dtype: torch.dtype | None, parallel=None, *, teacher: bool):
+    """The student's forward under autocast to ``dtype`` (None: none), its outputs made
+    float32 and, data-parallel, gathered with their gradient; with ``teacher``, the same in
+    inference mode, its outputs made ordinary tensors (:func:`_ordinary`) and gathered
+    without one."""
+    def wrapped(*args, **kwargs):
+        with torch.inference_mode() if teacher else nullcontext():
+            with torch.autocast(device_type, dtype=dtype) if dtype is not None else nullcontext():
                 outputs = forward(*args, **kwargs)
+        if teacher:
+            outputs = _ordinary(outputs)
+        elif dtype is not None:
             outputs = _to_float32(outputs)
         if parallel is not None:
-            outputs = parallel.gather_outputs(outputs, differentiable=True)
+            outputs = parallel.gather_outputs(outputs, differentiable=not teacher)
         return outputs
 
-    return student_forward
-
-
-def _teacher_forward(forward, device_type: str, dtype: torch.dtype | None, parallel=None):
-    def inference_forward(*args, **kwargs):
-        with torch.inference_mode():
-            if dtype is None:
-                outputs = forward(*args, **kwargs)
-            else:
-                with torch.autocast(device_type, dtype=dtype):
-                    outputs = forward(*args, **kwargs)
-        outputs = _ordinary(outputs)
-        if parallel is not None:
-            outputs = parallel.gather_outputs(outputs, differentiable=False)
-        return outputs
-
-    return inference_forward
+    return wrapped
 
 
 class LeanModels:
@@ -200,9 +189,9 @@ def lean_models(distiller: nn.Module, options: StepOptions, parallel=None) -> It
     if options.channels_last:
         distiller.to(memory_format=torch.channels_last)
     if isinstance(student, nn.Module) and (dtype is not None or parallel is not None):
-        lean.wrap(student, _student_forward(student.forward, device_type, dtype, parallel))
+        lean.wrap(student, _wrapped_forward(student.forward, device_type, dtype, parallel, teacher=False))
     if isinstance(teacher, nn.Module):
-        lean.wrap(teacher, _teacher_forward(teacher.forward, device_type, dtype, parallel))
+        lean.wrap(teacher, _wrapped_forward(teacher.forward, device_type, dtype, parallel, teacher=True))
     if options.compile is not None:
         for module in (student, teacher):
             if isinstance(module, nn.Module):

@@ -182,17 +182,25 @@ class GlyphPretrain(_RenderSplit):
         return [CharacterGroup(script) for script in PRETRAIN_SCRIPTS]
 
 
-class _FineGrained(_ClassHalves):
-    script: str = ""
-    num_classes_default: int = 0
+class _RendersPerClass:
+    """A glyph dataset whose classes have ``renders_per_class`` renders each, an option of
+    its constructor (default: the class's ``default_renders``)."""
 
-    def __init__(self, root, split, transform=None, *, renders_per_class: int = 30, **options):
-        self._renders = _positive("renders_per_class", renders_per_class)
+    default_renders: int = 30
+
+    def __init__(self, root, split, transform=None, *, renders_per_class: int | None = None, **options):
+        self._renders = _positive("renders_per_class",
+                                  self.default_renders if renders_per_class is None else renders_per_class)
         super().__init__(root, split, transform, **options)
 
     @property
     def renders(self) -> int:
         return self._renders
+
+
+class _FineGrained(_RendersPerClass, _ClassHalves):
+    script: str = ""
+    num_classes_default: int = 0
 
     def groups(self):
         return [CharacterGroup(self.script, self.num_classes_default, "first")]
@@ -227,11 +235,11 @@ class GlyphSOP(_FineGrained):
 
     name, stands_in_for = "glyphs_sop", "Stanford Online Products"
     script = SOP_SCRIPT
+    default_renders = 6
 
-    def __init__(self, root, split, transform=None, *, num_classes: int = 1000, renders_per_class: int = 6,
-                 **options):
+    def __init__(self, root, split, transform=None, *, num_classes: int = 1000, **options):
         self.num_classes_default = _positive("num_classes", num_classes)
-        super().__init__(root, split, transform, renders_per_class=renders_per_class, **options)
+        super().__init__(root, split, transform, **options)
 
 
 @DATASETS.register("glyphs_cifar100")
@@ -338,7 +346,7 @@ MINI_IMAGENET_SPLIT_SIZES = (("train", 64), ("val", 16), ("test", 20))
 
 
 @DATASETS.register("glyphs_mini_imagenet")
-class GlyphMiniImageNet(GlyphDataset):
+class GlyphMiniImageNet(_RendersPerClass, GlyphDataset):
     """miniImageNet's role: 100 Egyptian hieroglyphs spread over the script (Gardiner's
     signs: people, animals, plants, buildings, tools), dealt at random (a fixed
     permutation, seed 0) into 64 ``train``, 16 ``val`` and 20 ``test`` classes, as Ravi &
@@ -346,14 +354,7 @@ class GlyphMiniImageNet(GlyphDataset):
 
     name, stands_in_for = "glyphs_mini_imagenet", "miniImageNet"
     splits = ("train", "val", "test")
-
-    def __init__(self, root, split, transform=None, *, renders_per_class: int = 60, **options):
-        self._renders = _positive("renders_per_class", renders_per_class)
-        super().__init__(root, split, transform, **options)
-
-    @property
-    def renders(self) -> int:
-        return self._renders
+    default_renders = 60
 
     def groups(self):
         return [CharacterGroup(MINI_IMAGENET_SCRIPT, sum(n for _, n in MINI_IMAGENET_SPLIT_SIZES), "spread")]
