@@ -54,10 +54,12 @@ numbers over every test query.
 Recall@1 (%) over every test query; the paper prints no numbers for this figure.
 """
     presets = with_ci({
+        # five seeds left the primary comparison's minimum detectable difference at 3.73 points
+        # (target 2, measured 2026-12-06; the observed spread asks for 12): fifteen
         CONVERGED: Preset(scale=CONVERGED, datasets=(D.GLYPHS_CUB,), recipe=table1.CI, threads=1,
-                     seeds=table1.CONVERGED_SEEDS, num_workers=0,
-                     grid={"queries": 4},
-                     notes="the glyph stand-in of CUB, glyph-pretrained trunks, CPU"),
+                          seeds=tuple(range(15)), num_workers=0,
+                          grid={"queries": 4},
+                          notes="the glyph stand-in of CUB, glyph-pretrained trunks, CPU"),
         "paper": Preset(scale="paper", datasets=(D.CUB200, D.CARS196), recipe=table1.PAPER, grid={"queries": 4},
                         notes="the paper's protocol: ImageNet-pretrained ResNet50-512 teacher, ResNet18-128 student, "
                               "224x224 crops"),
