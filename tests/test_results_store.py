@@ -101,7 +101,8 @@ def test_check_reads_a_scale_s_own_folder_and_with_written_only_the_pages_writte
     both = {"spread": TwoScales()}
     assert check(both, scale="converged", written=True) == []  # nothing written yet: nothing to hold against
     missing = check(both, scale="converged")
-    assert len(missing) == 6 and all("is planned but has no record" in problem for problem in missing)
+    assert len(missing) == 6 and all("is planned but has no record; run `make results SCALE=converged`" in problem
+                                     for problem in missing)
     records = list(ResultStore(refreshed).records("spread").values())
     ResultStore(tmp_path / "converged").write("spread", [*records, {**records[0], "key": "0" * 64}])
     assert check(both, scale="ci", written=True) == []  # results/ itself holds no page

@@ -125,10 +125,10 @@ def check(experiments: Mapping[str, Experiment] | None = None, results_dir: Path
     for name, experiment in pages.items():
         with tempfile.TemporaryDirectory(prefix="rkd-check-") as work_dir:  # nothing trains: an empty model store
             planned = {job.key: job for job in _call(experiment, Path(work_dir), "", scale).jobs if job.run.trains}
-        stored = store.records(name)
+        stored, remedy = store.records(name), "make results" + ("" if scale == SCALE else f" SCALE={scale}")
         problems += [f"{name}: stale record {r['dataset']}: {r['run']} (seed {r['seed']}), key {k[:12]}: no planned "
-                     f"run has it any more; run `make results`" for k, r in stored.items() if k not in planned]
-        problems += [f"{name}: {job.name} is planned but has no record; run `make results`"
+                     f"run has it any more; run `{remedy}`" for k, r in stored.items() if k not in planned]
+        problems += [f"{name}: {job.name} is planned but has no record; run `{remedy}`"
                      for k, job in planned.items() if k not in stored]
     return problems
 
