@@ -6,7 +6,7 @@ import json
 import os
 import pickle
 import random
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # not tempfile.mkstemp: its files are private (0600) whatever the umask, and results or
+    # models written on a shared filesystem must be readable as any other file of the user's
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle

@@ -37,6 +37,17 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     assert os.listdir(tmp_path) == ["result.txt"], "the temporary file must be removed"
 
 
+def test_atomic_write_creates_files_as_the_umask_says_not_private(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "shared.jsonl", "w") as handle:
+            handle.write("{}\n")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "shared.jsonl").stat().st_mode & 0o777 == 0o644
+    assert os.listdir(tmp_path) == ["shared.jsonl"]
+
+
 def test_safe_load_round_trip_and_refusal(tmp_path):
     good = tmp_path / "good.pt"
     atomic_torch_save({"w": torch.arange(3), "step": 4, "cfg": {"lr": 0.1}}, good)
