@@ -117,3 +117,15 @@ def test_same_measurements_names_the_fields_that_differ():
     assert same_measurements(record, {**record, "steps": 2, "losses": {"step": [2]}}) == ["losses", "steps"]
     nan = {**record, "metrics": {"t": {"recall_at_1": float("nan")}}}
     assert same_measurements(nan, json.loads(json.dumps(nan))) == []
+
+
+def test_the_box_names_the_scale_s_store_and_verify_command_and_none_at_paper_scale():
+    from rkd.report.page import evidence_sentence
+
+    evidence = {"runs": 3, "core_hours": 0.5, "machines": ["a CPU"], "dates": ["2026-12-06"],
+                "store": "figure3.jsonl", "example_key": "3f2a9c0d1e2b"}
+    ci, converged = evidence_sentence("figure3", evidence), evidence_sentence("figure3", evidence, "converged")
+    assert "results/figure3.jsonl" in ci and "verify figure3 --key 3f2a9c0d1e2b</code>" in ci
+    assert "results/converged/figure3.jsonl" in converged and "--key 3f2a9c0d1e2b --scale converged" in converged
+    paper = evidence_sentence("figure3", {**evidence, "store": None}, "paper")
+    assert "trained when the page was executed" in paper and "verify" not in paper

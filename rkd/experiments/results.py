@@ -34,7 +34,7 @@ from ..cache import default_cache_dir
 from ..runs import Call, prepare
 from ..runs.executors import run_local
 from ..runs.jobs import Job
-from ..runs.results import ResultStore, default_results_dir, same_measurements, scale_dir
+from ..runs.results import STORED_SCALES, ResultStore, default_results_dir, same_measurements, scale_dir
 from ..runs.training import TrainedRun
 from . import get, stored
 from .base import Experiment
@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     refreshing = commands.add_parser("refresh", help="retrain every job and rewrite the store")
     refreshing.add_argument("experiments", nargs="*", help="the pages to refresh (default: all)")
     refreshing.add_argument("--jobs", type=int, default=None, help="processes at a time (default: every core)")
-    refreshing.add_argument("--scale", default=SCALE, choices=(SCALE, CONVERGED),
+    refreshing.add_argument("--scale", default=SCALE, choices=STORED_SCALES,
                             help=f"{SCALE} (default; what make test verifies) or {CONVERGED} (the runs trained to "
                                  f"their plateau: hours on a CPU), written to results/{CONVERGED}/")
     verifying = commands.add_parser("verify", help="retrain a sample of chains and compare bit for bit")
@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     checking.add_argument("--written", action="store_true",
                           help="only the pages whose file is written (a store being filled page by page)")
     for command in (verifying, checking):
-        command.add_argument("--scale", default=SCALE, choices=(SCALE, CONVERGED),
+        command.add_argument("--scale", default=SCALE, choices=STORED_SCALES,
                              help=f"the records of this scale (default {SCALE}; {CONVERGED}: results/{CONVERGED}/)")
     args = parser.parse_args(argv)
     if args.command == "refresh":

@@ -7,11 +7,13 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
 from typing import Any
 
 import pandas as pd
 
 from ..runs.policies import DRY_RUN
+from ..runs.results import STORED_SCALES, scale_dir
 from ..runs.runner import Results
 from .claims import (claim_summary, claims_html, claims_intro, claims_record, comparisons_html,
                      convergence_sentence, forest_png, judged_claims, shown_rows)
@@ -118,7 +120,7 @@ def summary_box(results: Results, *, data: str, judged: pd.DataFrame | None = No
                                      f"pretraining corpus: {trunks}"))
     evidence = results.extra.get("evidence")
     if evidence and evidence["runs"] and not results.dry_run:
-        items.append(("Evidence", evidence_sentence(results.experiment, evidence)))
+        items.append(("Evidence", evidence_sentence(results.experiment, evidence, results.scale)))
     if convergence is not None:
         items.append(("Convergence", convergence))
     if judged is not None and not judged.empty:
@@ -130,18 +132,22 @@ def summary_box(results: Results, *, data: str, judged: pd.DataFrame | None = No
             f'<ul class="simple">{body}</ul></div>')
 
 
-def evidence_sentence(experiment: str, evidence: dict[str, Any]) -> str:
-    """How many training runs the page rests on, their cost, where they come from and the
-    one command that retrains any one of them (HTML)."""
+def evidence_sentence(experiment: str, evidence: dict[str, Any], scale: str = "ci") -> str:
+    """How many training runs the page rests on, their cost, where they come from and, at
+    a scale the results store keeps, the one command that retrains any one of them (HTML)."""
     dates = evidence["dates"]
     when = "" if not dates else f" on {dates[0]}" if len(dates) == 1 else f" between {dates[0]} and {dates[-1]}"
     where = f" on {html.escape(', '.join(evidence['machines']))}" if evidence["machines"] else ""
-    source = (f"read from <code>results/{html.escape(evidence['store'])}</code>, " if evidence["store"] else
+    store = scale_dir(PurePosixPath("results"), scale) / (evidence["store"] or "")
+    source = (f"read from <code>{html.escape(str(store))}</code>, " if evidence["store"] else
               "trained when the page was executed, ")
+    sentence = (f"{evidence['runs']} training runs ({evidence['core_hours']:.1f} core-hours), {source}trained"
+                f"{where}{when}.")
+    if not evidence["example_key"] or scale not in STORED_SCALES:
+        return sentence
     command = (f"python -m rkd.experiments.results verify {experiment} --key {evidence['example_key']}"
-               if evidence["example_key"] else "")
-    return (f"{evidence['runs']} training runs ({evidence['core_hours']:.1f} core-hours), {source}trained{where}"
-            f"{when}. To retrain any one of them with its chain (trunk, teacher, student) and compare every "
+               + ("" if scale == "ci" else f" --scale {scale}"))
+    return (f"{sentence} To retrain any one of them with its chain (trunk, teacher, student) and compare every "
             f"number bit for bit: <code>{html.escape(command)}</code> (another run: its <code>key</code> in the "
             f"store).")
 

@@ -27,7 +27,11 @@ from typing import Any
 from ..runtime import atomic_write
 
 __all__ = ["ResultStore", "default_results_dir", "scale_dir", "same_measurements", "MEASURED", "CIRCUMSTANCES",
-           "RESULTS_ENV"]
+           "RESULTS_ENV", "STORED_SCALES"]
+
+#: the scales whose records the store keeps (``make results``, ``make results SCALE=converged``):
+#: a paper-scale run is the reader's own, trained where its data is
+STORED_SCALES = ("ci", "converged")
 
 #: the fields a retrained job must reproduce bit for bit
 MEASURED = ("metrics", "episodes", "history", "losses", "steps")
