@@ -141,10 +141,13 @@ unit: install
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) tests
 
 # chains of the stored results (pretrained trunk, teacher, student) retrained from scratch, a sample
-# chosen afresh on each commit, compared with the store bit for bit; stale or missing records fail
+# chosen afresh on each commit, compared with the store bit for bit; stale or missing records fail.
+# The verified models are then kept in .cache, where the notebooks (nbval) read them instead of
+# training them again (the two pretrained trunks above all)
 RESULTS_SAMPLE ?= 12
 verify-results: install data
 	$(PY) -m rkd.experiments.results verify --sample $(RESULTS_SAMPLE) --jobs $(PYTEST_WORKERS) --scale $(BOOK_SCALE) \
+	  --keep-models \
 	  --seed "$$(git rev-parse HEAD 2>/dev/null || echo uncommitted)"
 	$(PY) -m rkd.experiments.results check --scale converged --written
 

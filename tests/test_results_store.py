@@ -78,6 +78,16 @@ def test_the_sample_matches_bit_for_bit_and_a_changed_number_or_plan_is_caught(r
 
 
 @pytest.mark.slow
+def test_verified_models_are_kept_for_the_notebooks_that_run_next(refreshed, tmp_path, counted_fit, monkeypatch):
+    kept = tmp_path / "kept"
+    assert verify(6, "abc", experiments={"spread": Spread()}, results_dir=refreshed, progress=False,
+                  keep_models=kept) == []
+    monkeypatch.setenv("RKD_RESULTS_DIR", "")  # no store to read: what the kept models lack would train
+    Spread().run(cache_dir=str(kept), progress=False)
+    assert counted_fit == [], "every verified model is read from the kept store"
+
+
+@pytest.mark.slow
 def test_one_run_is_verified_by_its_key_as_the_page_prints_it(refreshed, tmp_path):
     records = ResultStore(refreshed).records("spread")
     key = next(iter(records))

@@ -34,6 +34,8 @@ from ..cache import default_cache_dir
 from ..runs import Call, prepare
 from ..runs.executors import run_local
 from ..runs.jobs import Job
+from ..runs.store import ModelStore
+from ..runtime import atomic_write
 from ..runs.results import STORED_SCALES, ResultStore, default_results_dir, same_measurements, scale_dir
 from ..runs.training import TrainedRun
 from . import get, stored
@@ -161,10 +163,15 @@ def _named(calls: Mapping[str, Call], keys: Sequence[str]) -> list[tuple[str, Jo
 
 def verify(sample: int = 12, seed: str = "0", *, experiments: Mapping[str, Experiment] | None = None,
            keys: Sequence[str] = (), jobs: int | None = None, results_dir: Path | None = None,
-           progress: bool = True, scale: str = SCALE) -> list[str]:
+           progress: bool = True, scale: str = SCALE, keep_models: Path | None = None) -> list[str]:
     """Retrain ``sample`` whole chains (students of every page in turn, chosen by ``seed``),
     or the chains of the runs whose key starts with one of ``keys``, at ``scale``, and
-    compare every retrained job with its record; return the problems (empty: all equal)."""
+    compare every retrained job with its record; return the problems (empty: all equal).
+
+    The chains train in a model store of their own, so that nothing already trained is
+    read instead; with ``keep_models`` (a model store's folder, e.g. ``.cache``), the jobs
+    that matched their records are then copied there, so that the notebooks executed next
+    read them instead of training them again (the pretrained trunks above all)."""
     results_dir = _store_dir(results_dir, scale)
     experiments = _pages(experiments, scale)
     problems = check(experiments, results_dir, scale=scale)
@@ -194,9 +201,22 @@ def verify(sample: int = 12, seed: str = "0", *, experiments: Mapping[str, Exper
                 differing = same_measurements(record, _trained(calls[name], job).record(name))
                 if differing:
                     problems.append(f"{name}: {job.name} retrained differs from its record in {differing}")
+                elif keep_models is not None:
+                    _keep(calls[name].session.store, job, ModelStore(keep_models))
         return problems
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _keep(source: ModelStore, job: Job, target: ModelStore) -> None:
+    """``job``'s entry (and its trunk's weights file, if it has one) copied from ``source``
+    to ``target``, unless ``target`` has it."""
+    if target.get(job.key, job.config) is None:
+        target.put(job.key, job.config, source.get(job.key, job.config))
+    weights, kept = source.weights_path(job.key), target.weights_path(job.key)
+    if weights.is_file() and not kept.exists():
+        with atomic_write(kept, "wb") as handle:
+            handle.write(weights.read_bytes())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -219,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            help="retrain this run's chain instead of a sample (a key or its first characters, "
                                 "as a page's box prints it; repeatable)")
     verifying.add_argument("--jobs", type=int, default=None)
+    verifying.add_argument("--keep-models", action="store_true",
+                           help="copy the verified models into the model store (.cache), for the notebooks next")
     checking = commands.add_parser("check", help="stale or missing records, without training")
     checking.add_argument("--written", action="store_true",
                           help="only the pages whose file is written (a store being filled page by page)")
@@ -238,7 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.scale}: {len(pages)} page(s) written ({', '.join(pages) or 'none yet'})")
     else:
         chosen = {name: get(name) for name in args.experiments} if args.experiments else None
-        problems = verify(args.sample, args.seed, experiments=chosen, keys=args.key, jobs=args.jobs, scale=args.scale)
+        problems = verify(args.sample, args.seed, experiments=chosen, keys=args.key, jobs=args.jobs, scale=args.scale,
+                          keep_models=default_cache_dir() if args.keep_models else None)
     for problem in problems:
         print(problem)
     print(f"{len(problems)} problem(s)" if problems else "the store matches the plan" +
