@@ -9,7 +9,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from rkd.losses import relational
 from rkd.losses.pairwise import CLOSE_PAIR_THRESHOLD
 from rkd.losses.reference import authors_rkd_angle, authors_rkd_distance
-from rkd.losses.relational import RKDLoss, RRDLoss, rkd_angle, rkd_distance
+from rkd.losses.relational import RKDLoss, rkd_angle, rkd_distance
+from rkd.losses.rrd import RRDLoss
 
 # ---------------------------------------------------------------- reference forms
 

@@ -1,6 +1,7 @@
 """Losses of Relational Knowledge Distillation and its baselines, one concept per module.
 
-- :mod:`rkd.losses.relational`: RKD distance and angle (eq. 5-10), RKD-DA, RRD.
+- :mod:`rkd.losses.relational`: RKD distance and angle (eq. 5-10), RKD-DA.
+- :mod:`rkd.losses.rrd`: RRD, relational representation distillation.
 - :mod:`rkd.losses.pairwise`: the squared distances behind them (Gram matrix, error bound,
   close pairs from their differences, hand-written backward).
 - :mod:`rkd.losses.individual`: HKD (eq. 2), FitNet (eq. 3), attention transfer.
@@ -11,7 +12,8 @@
 from rkd.losses.fewshot import prototypical_logits, prototypical_loss, split_episode
 from rkd.losses.individual import FitNetLoss, attention_loss, attention_map, hkd
 from rkd.losses.metric import DarkRankLoss, DistanceWeightedSampler, TripletLoss, triplet_loss
-from rkd.losses.relational import RKDLoss, RRDLoss, rkd_angle, rkd_distance
+from rkd.losses.relational import RKDLoss, rkd_angle, rkd_distance
+from rkd.losses.rrd import RRDLoss
 from rkd.losses.terms import LOSS_TERMS, LossTerm, TermContext
 
 __all__ = [

@@ -26,7 +26,8 @@ from torch import Tensor, nn
 from rkd.losses.fewshot import prototypical_loss, split_episode
 from rkd.losses.individual import FitNetLoss, attention_loss, hkd
 from rkd.losses.metric import DarkRankLoss, DistanceWeightedSampler, TripletLoss
-from rkd.losses.relational import RRDLoss, rkd_angle, rkd_distance
+from rkd.losses.relational import rkd_angle, rkd_distance
+from rkd.losses.rrd import RRDLoss
 from rkd.outputs import EMBEDDING, LOGITS, TAP_NAMES
 from rkd.registry import Registry
 
