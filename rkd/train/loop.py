@@ -84,45 +84,24 @@ from .stream import BatchStream, check_resumed_sampler
 __all__ = ["fit"]
 
 
-def fit(
-    distiller: nn.Module,
-    dataset: Dataset,
-    batch_sampler,
-    config: TrainConfig,
-    *,
-    device: str | torch.device = "cpu",
-    checkpoint_path: str | Path | None = None,
-    evaluate: Callable[[], dict[str, Any]] | None = None,
-    eval_every: int = 0,
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
-    progress: bool = True,
-    desc: str = "train",
-    log_path: str | Path | bool | None = None,
-    num_workers: int | None = None,
-    data_seed: int | None = None,
-    image_cache: str | Path | None = None,
-    precision: str = "auto",
-    channels_last: bool | None = None,
-    compile: bool | str = False,
-    check_every: int | None = None,
-) -> TrainResult:
+def fit(distiller: nn.Module, dataset: Dataset, batch_sampler, config: TrainConfig, *,
+        device: str | torch.device = "cpu", checkpoint_path: str | Path | None = None,
+        evaluate: Callable[[], dict[str, Any]] | None = None, eval_every: int = 0,
+        on_step: Callable[[int, dict[str, float]], None] | None = None, progress: bool = True, desc: str = "train",
+        log_path: str | Path | bool | None = None, num_workers: int | None = None, data_seed: int | None = None,
+        image_cache: str | Path | None = None, precision: str = "auto", channels_last: bool | None = None,
+        compile: bool | str = False, check_every: int | None = None) -> TrainResult:
     """Train ``distiller`` for ``config.steps`` steps and return its losses and metrics.
 
     ``distiller(images, labels)`` returns a dict of weighted loss terms; their sum is
     minimised over ``distiller.trainable_parameters()`` (the student and any learned loss
     parameters, never the teacher). ``batch_sampler`` yields lists of dataset indices,
     ``len(batch_sampler)`` per epoch (for an exact resume: a function of its seed and the
-    epoch given to ``set_epoch``, as rkd's samplers are).
-
-    Options (each explained in the module docstring): ``device``; ``checkpoint_path``
-    (resumable checkpoints every ``config.checkpoint_every`` steps and at the end);
-    ``evaluate`` (no arguments, returns a dict: run after the last step, whose result is
-    ``metrics``, and every ``eval_every`` steps without changing the result); ``on_step(step,
-    losses)``; ``progress`` and ``desc`` (the progress bar); ``log_path`` (the CSV log;
-    None: beside the checkpoint; False: none); ``num_workers``, ``data_seed`` and
-    ``image_cache`` (loading); ``precision``, ``channels_last``, ``compile`` and
-    ``check_every`` (the step, :mod:`rkd.train.step`). Under ``torchrun`` every process
-    calls ``fit`` with the same arguments and they train one model data-parallel.
+    epoch given to ``set_epoch``, as rkd's samplers are). The options are explained in the
+    module docstring: ``checkpoint_path`` (resumable), ``evaluate`` (after the last step,
+    giving ``metrics``, and every ``eval_every`` steps), ``log_path`` (None: beside the
+    checkpoint; False: none), loading and the step (:mod:`rkd.train.step`). Under
+    ``torchrun`` every process calls ``fit`` alike and they train one model data-parallel.
 
     Raises:
         NonFiniteLossError: NaN or inf in a batch, in the student's ``"embedding"`` /
