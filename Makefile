@@ -147,7 +147,7 @@ unit: install
 RESULTS_SAMPLE ?= 12
 verify-results: install data
 	$(PY) -m rkd.experiments.results verify --sample $(RESULTS_SAMPLE) --jobs $(PYTEST_WORKERS) --scale $(BOOK_SCALE) \
-	  --keep-models \
+	  --into-cache \
 	  --seed "$$(git rev-parse HEAD 2>/dev/null || echo uncommitted)"
 	$(PY) -m rkd.experiments.results check --scale converged --written
 

@@ -81,10 +81,26 @@ def test_the_sample_matches_bit_for_bit_and_a_changed_number_or_plan_is_caught(r
 def test_verified_models_are_kept_for_the_notebooks_that_run_next(refreshed, tmp_path, counted_fit, monkeypatch):
     kept = tmp_path / "kept"
     assert verify(6, "abc", experiments={"spread": Spread()}, results_dir=refreshed, progress=False,
-                  keep_models=kept) == []
+                  into_cache=kept) == []
     monkeypatch.setenv("RKD_RESULTS_DIR", "")  # no store to read: what the kept models lack would train
     Spread().run(cache_dir=str(kept), progress=False)
     assert counted_fit == [], "every verified model is read from the kept store"
+
+
+class DrawsFromTheStudent(Spread):
+    """Spread whose page draws from its RKD-DA students' models, as Figure 4 draws from its pair's."""
+
+    keep_models = ("RKD-DA",)
+
+
+@pytest.mark.slow
+def test_a_page_read_from_the_store_trains_only_its_last_seed_s_models_for_its_figures(refreshed, tmp_path,
+                                                                                       counted_fit, monkeypatch):
+    monkeypatch.setenv("RKD_RESULTS_DIR", str(refreshed))
+    results = DrawsFromTheStudent().run(cache_dir=str(tmp_path / "empty"), progress=False)
+    assert sorted(counted_fit) == sorted(["digits (scikit-learn): teacher (seed 1)",
+                                          "digits (scikit-learn): RKD-DA (seed 1)"]), counted_fit
+    assert list(results.models) == ["digits (scikit-learn)/RKD-DA"]
 
 
 @pytest.mark.slow

@@ -163,13 +163,13 @@ def _named(calls: Mapping[str, Call], keys: Sequence[str]) -> list[tuple[str, Jo
 
 def verify(sample: int = 12, seed: str = "0", *, experiments: Mapping[str, Experiment] | None = None,
            keys: Sequence[str] = (), jobs: int | None = None, results_dir: Path | None = None,
-           progress: bool = True, scale: str = SCALE, keep_models: Path | None = None) -> list[str]:
+           progress: bool = True, scale: str = SCALE, into_cache: Path | None = None) -> list[str]:
     """Retrain ``sample`` whole chains (students of every page in turn, chosen by ``seed``),
     or the chains of the runs whose key starts with one of ``keys``, at ``scale``, and
     compare every retrained job with its record; return the problems (empty: all equal).
 
     The chains train in a model store of their own, so that nothing already trained is
-    read instead; with ``keep_models`` (a model store's folder, e.g. ``.cache``), the jobs
+    read instead; with ``into_cache`` (a model store's folder, e.g. ``.cache``), the jobs
     that matched their records are then copied there, so that the notebooks executed next
     read them instead of training them again (the pretrained trunks above all)."""
     results_dir = _store_dir(results_dir, scale)
@@ -201,14 +201,14 @@ def verify(sample: int = 12, seed: str = "0", *, experiments: Mapping[str, Exper
                 differing = same_measurements(record, _trained(calls[name], job).record(name))
                 if differing:
                     problems.append(f"{name}: {job.name} retrained differs from its record in {differing}")
-                elif keep_models is not None:
-                    _keep(calls[name].session.store, job, ModelStore(keep_models))
+                elif into_cache is not None:
+                    _hand_over(calls[name].session.store, job, ModelStore(into_cache))
         return problems
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def _keep(source: ModelStore, job: Job, target: ModelStore) -> None:
+def _hand_over(source: ModelStore, job: Job, target: ModelStore) -> None:
     """``job``'s entry (and its trunk's weights file, if it has one) copied from ``source``
     to ``target``, unless ``target`` has it."""
     if target.get(job.key, job.config) is None:
@@ -239,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            help="retrain this run's chain instead of a sample (a key or its first characters, "
                                 "as a page's box prints it; repeatable)")
     verifying.add_argument("--jobs", type=int, default=None)
-    verifying.add_argument("--keep-models", action="store_true",
+    verifying.add_argument("--into-cache", action="store_true",
                            help="copy the verified models into the model store (.cache), for the notebooks next")
     checking = commands.add_parser("check", help="stale or missing records, without training")
     checking.add_argument("--written", action="store_true",
@@ -261,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         chosen = {name: get(name) for name in args.experiments} if args.experiments else None
         problems = verify(args.sample, args.seed, experiments=chosen, keys=args.key, jobs=args.jobs, scale=args.scale,
-                          keep_models=default_cache_dir() if args.keep_models else None)
+                          into_cache=default_cache_dir() if args.into_cache else None)
     for problem in problems:
         print(problem)
     print(f"{len(problems)} problem(s)" if problems else "the store matches the plan" +

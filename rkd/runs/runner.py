@@ -187,12 +187,18 @@ class Call:
             bar.update(1)
         bar.close()
         results = _results(self, trained)
-        kept = set(self.source.keep_models)
-        for job in self.jobs:  # the kept models of the last seed
-            if job.run.name in kept:
-                results.models[f"{job.run.data.display}/{job.run.name}"] = self.session.model(job.key)
+        for job in _kept(self.jobs, self.source, self.resolved):
+            results.models[f"{job.run.data.display}/{job.run.name}"] = self.session.model(job.key)
         self.source.analyse(results, results.models)
         return results
+
+
+def _kept(jobs: list[Job], source: RunSource, resolved: Resolved) -> list[Job]:
+    """The jobs whose models the page draws from: its ``keep_models`` runs of the last
+    seed (only their weights are needed; every seed's numbers come from the stores, so that
+    a page read from the results store trains one seed's models, not all of them)."""
+    kept, last_seed = set(source.keep_models), resolved.seeds[-1] if resolved.seeds else None
+    return [job for job in jobs if job.run.name in kept and job.seed == last_seed]
 
 
 def prepare(source: RunSource, *, scale: str = "ci", data_root: str | None = None, device: str = "cpu",
@@ -218,8 +224,7 @@ def prepare(source: RunSource, *, scale: str = "ci", data_root: str | None = Non
     catalog = DataCatalog(data_root, progress=progress)
     catalog.check(resolved.runs)
     jobs = list_jobs(resolved, catalog, device=dev, pinned=pinned)
-    kept = set(source.keep_models)
-    needed = {key for job in jobs for key in job.needs} | {job.key for job in jobs if job.run.name in kept}
+    needed = {key for job in jobs for key in job.needs} | {job.key for job in _kept(jobs, source, resolved)}
     workers = 0 if dry_run or getattr(preset, "num_workers", None) == 0 else num_workers
     if results_dir is None:
         results_dir = default_results_dir(scale)
