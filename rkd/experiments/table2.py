@@ -66,8 +66,10 @@ values are not comparable with the paper's: compare orderings.
 """
     presets = with_ci({
         CONVERGED: Preset(
+            # five seeds left two primary comparisons' minimum detectable differences at 2.21 and
+            # 2.38 points (target 2, measured 2026-12-06; their spread asks for 7): ten
             scale=CONVERGED, datasets=(D.GLYPHS_CUB, D.GLYPHS_CARS), recipe=CI, threads=1,
-                     seeds=table1.CONVERGED_SEEDS, num_workers=0,
+            seeds=tuple(range(10)), num_workers=0,
             grid={"datasets": ("glyphs_cub",)},
             notes="the glyph stand-in of CUB (the Cars one runs with datasets=[\"glyphs_cars\"] and the "
                   "SOP-like set is left out, to fit the budget), `small_cnn_deep`-512 with a glyph-pretrained "
