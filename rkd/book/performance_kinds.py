@@ -263,6 +263,14 @@ def _bar_figure(name: str, categories: list[str], panels: list[BarPanel], alt: s
     return Figure(name, alt, caption, lambda path: draw_bars(path, categories, panels))
 
 
+def _one_bar_chart(name: str, categories: list[str], label: str, series: dict[str, tuple[float, ...]], what: str,
+                   facts: str, caption: str) -> list[Figure]:
+    """A page's one horizontal bar chart of ``series`` (``label`` on its axis); its alt
+    text says ``what`` it shows and the ``facts`` it holds."""
+    return [_bar_figure(name, categories, [BarPanel(label, series)],
+                        f"A horizontal bar chart of {what}. {facts}.", caption)]
+
+
 def _values(rows: list[Row], field: str) -> tuple[float, ...]:
     return tuple(_number(row.get(field)) for row in rows)
 
@@ -297,10 +305,11 @@ def _train_step_figures(result: dict[str, Any]) -> list[Figure]:
         return []
     names = [f"{row['loop']}" + (f" ({row['num_workers']} workers)" if "num_workers" in row else "") for row in rows]
     facts = "; ".join(f"{name}: {_number(row['images_per_s']):.3g} images/s" for name, row in zip(names, rows))
-    return [_bar_figure(
-        "images_per_s", names, [BarPanel("images/s (more is faster)", {"images/s": _values(rows, "images_per_s")})],
-        f"A horizontal bar chart of the training throughput in images per second of each loop. {facts}.",
-        f"Training throughput of one distillation step{_sizes(rows)}: our train step against the authors' loop.")]
+    return _one_bar_chart("images_per_s", names, "images/s (more is faster)",
+                          {"images/s": _values(rows, "images_per_s")},
+                          "the training throughput in images per second of each loop", facts,
+                          f"Training throughput of one distillation step{_sizes(rows)}: our train step against the "
+                          f"authors' loop.")
 
 
 def _loader_figures(result: dict[str, Any]) -> list[Figure]:
@@ -314,12 +323,11 @@ def _loader_figures(result: dict[str, Any]) -> list[Figure]:
     categories = [f"{w} workers" if w != 1 else "1 worker" for w in workers]
     facts = "; ".join(f"{p}: " + ", ".join(f"{c} {v:,.0f}" for c, v in zip(categories, series[p]) if math.isfinite(v))
                       for p in pipelines)
-    return [_bar_figure(
-        "images_per_s", categories, [BarPanel("images/s (more is faster)", series)],
-        f"A horizontal bar chart of the images per second the data loader delivers with 0 to {workers[-1]} worker "
-        f"processes, one bar per pipeline ({_listing(pipelines)}). {facts}.",
-        "Images per second the training loader delivers, by number of worker processes (0: the main process), "
-        "for each pipeline.")]
+    return _one_bar_chart("images_per_s", categories, "images/s (more is faster)", series,
+                          f"the images per second the data loader delivers with 0 to {workers[-1]} worker processes, "
+                          f"one bar per pipeline ({_listing(pipelines)})", facts,
+                          "Images per second the training loader delivers, by number of worker processes (0: the "
+                          "main process), for each pipeline.")
 
 
 def _pin_figures(result: dict[str, Any]) -> list[Figure]:
@@ -334,11 +342,10 @@ def _pin_figures(result: dict[str, Any]) -> list[Figure]:
         return []
     facts = "; ".join(f"{c}: " + ", ".join(f"{name + ' ' if len(series) > 1 else ''}{values[i]:.3g} ms"
                                           for name, values in series.items()) for i, c in enumerate(categories))
-    return [_bar_figure(
-        "ms_per_step", categories, [BarPanel("ms per step (less is faster)", series)],
-        f"A horizontal bar chart of the time of one training step with and without the CPU pin. {facts}.",
-        "Time of one stand-in training step with the CPU pin (`rkd.portable`, the same numbers on every x86 CPU) "
-        "and without it (native: the fastest kernels this CPU has).")]
+    return _one_bar_chart("ms_per_step", categories, "ms per step (less is faster)", series,
+                          "the time of one training step with and without the CPU pin", facts,
+                          "Time of one stand-in training step with the CPU pin (`rkd.portable`, the same numbers on "
+                          "every x86 CPU) and without it (native: the fastest kernels this CPU has).")
 
 
 def _pin_table(rows: list[Row]) -> str | None:
@@ -362,12 +369,11 @@ def _stand_in_step_figures(result: dict[str, Any]) -> list[Figure]:
     categories = [str(row["part"]) for row in rows]
     series = {"CPU time": _values(rows, "cpu_ms"), "wall time": _values(rows, "wall_ms")}
     facts = "; ".join(f"{c}: {cpu:.3g} ms CPU" for c, cpu in zip(categories, series["CPU time"]) if math.isfinite(cpu))
-    return [_bar_figure(
-        "parts", categories, [BarPanel("ms per step", series)],
-        f"A horizontal bar chart of where the time of one distilled stand-in step goes, part by part, in CPU and "
-        f"wall-clock milliseconds. {facts}.",
-        "Where the time of one distilled stand-in step goes: each part of the step, the rest that `fit` adds, and "
-        "the whole step, in CPU time and wall-clock time per step.")]
+    return _one_bar_chart("parts", categories, "ms per step", series,
+                          "where the time of one distilled stand-in step goes, part by part, in CPU and wall-clock "
+                          "milliseconds", facts,
+                          "Where the time of one distilled stand-in step goes: each part of the step, the rest that "
+                          "`fit` adds, and the whole step, in CPU time and wall-clock time per step.")
 
 
 def _stand_in_step_table(rows: list[Row]) -> str | None:
