@@ -693,3 +693,19 @@ def test_ci_is_the_converged_regime_cut_for_make_test(name):
             assert all(m < short.train.steps for m in short.train.milestones)
             assert short.evaluation.every == full.evaluation.every // CI_EVALUATION_CUT
     assert "cut 10-fold" in get(name).preset("ci").notes
+
+
+def test_figure4_head_to_head_is_converged_only_where_both_models_are():
+    from rkd.runs.convergence import jointly_converged
+
+    assert [jointly_converged(*states) for states in ((True, True), (True, False), (None, True), (True, None))] == \
+        [True, False, None, None]
+    rows = pd.DataFrame([
+        {"dataset": "d", "model": "teacher", "seed": 0, "recall_at_1": 77.0, "converged": False},
+        {"dataset": "d", "model": "student", "seed": 0, "recall_at_1": 72.0, "converged": True,
+         "queries_student_ahead": 10.0, "queries_teacher_ahead": 30.0},
+    ])
+    derived = get("figure4").with_derived(rows, "recall_at_1")
+    ahead = derived[derived["model"].isin([figure4.STUDENT_AHEAD, figure4.TEACHER_AHEAD])]
+    assert len(ahead) == 2 and list(ahead["converged"]) == [False, False]  # the teacher was still rising
+    assert derived.loc[derived["model"] == "student", "converged"].item() is True

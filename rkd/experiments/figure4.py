@@ -18,6 +18,7 @@ import torch
 
 from ..data.splits import load_split
 from ..evaluate import embed, nearest_neighbours
+from ..runs.convergence import jointly_converged
 from . import datasets as D
 from . import table1
 from .recipes import CONVERGED, MetricRecipe, Preset, TEACHER, with_ci
@@ -119,10 +120,15 @@ Recall@1 (%) over every test query; the paper prints no numbers for this figure.
 
     def with_derived(self, frame, value):
         """Our rows plus, per dataset and seed, the share of test queries on which the
-        student's top 8 holds more correct images than the teacher's, and the reverse."""
+        student's top 8 holds more correct images than the teacher's, and the reverse (each
+        converged only where both the student and the teacher are)."""
         if "queries_student_ahead" not in frame.columns:
             return frame
         students = frame[frame["model"] == "student"].dropna(subset=["queries_student_ahead"])
+        if "converged" in frame.columns:  # a head-to-head is as converged as both models it compares
+            teacher = frame[frame["model"] == "teacher"].groupby("dataset")["converged"].first()
+            students = students.assign(converged=[jointly_converged(state, teacher.get(dataset)) for state, dataset
+                                                  in zip(students["converged"], students["dataset"])])
         derived = [students.assign(model=name, **{value: students[column]}) for name, column in (
             (STUDENT_AHEAD, "queries_student_ahead"), (TEACHER_AHEAD, "queries_teacher_ahead"))]
         return pd.concat([frame, *derived], ignore_index=True)

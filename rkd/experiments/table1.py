@@ -18,6 +18,7 @@ from ..train import TrainConfig
 from . import datasets as D
 from .recipes import CONVERGED, MetricRecipe, Preset, with_ci
 from .baselines import CHOSEN
+from ..runs.convergence import jointly_converged
 from ..runs.spec import Batches, Evaluation
 from .base import Experiment, Parameter
 from ..report.stats import PRIMARY, RRD_CLAIM, Claim, Comparison
@@ -170,8 +171,7 @@ normalisation only).
         if "converged" in frame.columns:  # a gain is as converged as the two runs it is made of
             sides = pd.concat([pick("RKD-DA", "converged").rename("a"), pick("Triplet", "converged").rename("b")],
                               axis=1).reindex(gain.index)
-            derived["converged"] = [False if False in (a, b) else True if (a, b) == (True, True) else None
-                                    for a, b in zip(sides["a"], sides["b"])]
+            derived["converged"] = [jointly_converged(a, b) for a, b in zip(sides["a"], sides["b"])]
         return pd.concat([frame, derived], ignore_index=True)
 
     def claims(self, rows) -> list[Claim]:

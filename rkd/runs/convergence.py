@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["final_rise", "converged", "TOLERANCE", "LAST_FRACTION"]
+__all__ = ["final_rise", "converged", "jointly_converged", "TOLERANCE", "LAST_FRACTION"]
 
 #: points: a configuration whose mean rise over the last fifth is above this is still climbing
 TOLERANCE = 0.5
@@ -47,3 +47,12 @@ def converged(rises: Sequence[float | None], tolerance: float = TOLERANCE) -> bo
     if not rises or any(r is None for r in rises):
         return None
     return sum(rises) / len(rises) <= tolerance
+
+
+def jointly_converged(*states: bool | None) -> bool | None:
+    """The state of a number made from several runs (a gain over a baseline, a head-to-head
+    of two models): not converged when one of them is not, converged when all are, None
+    (not judged) otherwise."""
+    if False in states:
+        return False
+    return True if all(state is True for state in states) else None
