@@ -178,6 +178,7 @@ def verify(sample: int = 12, seed: str = "0", *, experiments: Mapping[str, Exper
     store = ResultStore(results_dir)
     rng = random.Random(int(hashlib.sha256(seed.encode()).hexdigest(), 16))
     work_dir = Path(tempfile.mkdtemp(prefix="rkd-verify-"))
+    cache = ModelStore(into_cache) if into_cache is not None else None
     try:
         calls = {name: _call(experiment, work_dir, "", scale) for name, experiment in experiments.items()}
         ends = {name: [j for j in call.jobs if j.run.trains and not any(j.key in o.needs for o in call.jobs)]
@@ -201,8 +202,8 @@ def verify(sample: int = 12, seed: str = "0", *, experiments: Mapping[str, Exper
                 differing = same_measurements(record, _trained(calls[name], job).record(name))
                 if differing:
                     problems.append(f"{name}: {job.name} retrained differs from its record in {differing}")
-                elif into_cache is not None:
-                    _hand_over(calls[name].session.store, job, ModelStore(into_cache))
+                elif cache is not None:
+                    _hand_over(calls[name].session.store, job, cache)
         return problems
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
