@@ -236,7 +236,8 @@ class FewShotRecipe:
 
 #: the scale of the stand-in regime whose runs reach a plateau (hours on a CPU: ``make results SCALE=converged``)
 CONVERGED = "converged"
-#: at ``scale="ci"`` every schedule of the converged regime is cut by this factor (what ``make test`` affords)
+#: at ``scale="ci"`` every schedule of the converged regime is cut by this factor (what ``make test`` affords;
+#: a page whose converged schedules are longer passes a deeper cut to :func:`with_ci`)
 CI_CUT = 10
 #: the spacing of the evaluations along a run is the converged regime's divided by this: its ten
 #: evaluations become two (at half and at the end), enough to see whether the run still moved
@@ -246,39 +247,40 @@ CI_EVALUATION_CUT = 2
 CI_SEEDS = (0, 1, 2)
 
 
-def _cut(value: Any) -> Any:
-    """``value`` with every training schedule cut by :data:`CI_CUT` (steps, milestones) and
+def _cut(value: Any, cut: int) -> Any:
+    """``value`` with every training schedule cut by ``cut`` (steps, milestones) and
     the spacing of its evaluations along the way by :data:`CI_EVALUATION_CUT`; the
     pretrained trunks are left whole: they are shared with the converged regime and are
     what the students start from."""
     if isinstance(value, TrainConfig):
-        return replace(value, steps=max(1, value.steps // CI_CUT),
-                       milestones=tuple(sorted({max(1, m // CI_CUT) for m in value.milestones})),
-                       checkpoint_every=value.checkpoint_every // CI_CUT)
+        return replace(value, steps=max(1, value.steps // cut),
+                       milestones=tuple(sorted({max(1, m // cut) for m in value.milestones})),
+                       checkpoint_every=value.checkpoint_every // cut)
     if isinstance(value, Evaluation):
         return replace(value, every=value.every // CI_EVALUATION_CUT if value.every else 0)
     if isinstance(value, (Pretraining, Setting, DataSpec, ModelSpec)):
         return value
     if is_dataclass(value) and not isinstance(value, type):  # a recipe: its evaluations' spacing is eval_every
         return replace(value, **{f.name: getattr(value, f.name) // CI_EVALUATION_CUT if f.name == "eval_every" else
-                                 _cut(getattr(value, f.name)) for f in fields(value) if f.init})
+                                 _cut(getattr(value, f.name), cut) for f in fields(value) if f.init})
     if isinstance(value, Mapping):
-        return {k: _cut(v) for k, v in value.items()}
+        return {k: _cut(v, cut) for k, v in value.items()}
     if isinstance(value, tuple):
-        return tuple(_cut(v) for v in value)
+        return tuple(_cut(v, cut) for v in value)
     return value
 
 
-def with_ci(presets: Mapping[str, Preset]) -> dict[str, Preset]:
+def with_ci(presets: Mapping[str, Preset], cut: int = CI_CUT) -> dict[str, Preset]:
     """``presets`` with ``"ci"`` derived from ``"converged"`` (the stand-in regime whose runs
-    reach a plateau): the same runs with every schedule cut by :data:`CI_CUT` and the seeds of
+    reach a plateau): the same runs with every schedule cut ``cut``-fold (:data:`CI_CUT` unless the
+    page's schedules are longer) and the seeds of
     :data:`CI_SEEDS`, short enough for ``make test`` to verify. Most of its runs stop before
     their plateau, and a page gives no verdict on a comparison with such a run; the converged
     regime's pages answer the claims."""
     converged = presets[CONVERGED]
-    ci = replace(converged, scale="ci", seeds=CI_SEEDS, datasets=_cut(converged.datasets),
-                 recipe=_cut(converged.recipe),
-                 notes=f"the converged regime (`scale=\"converged\"`) with every schedule cut {CI_CUT}-fold and "
+    ci = replace(converged, scale="ci", seeds=CI_SEEDS, datasets=_cut(converged.datasets, cut),
+                 recipe=_cut(converged.recipe, cut),
+                 notes=f"the converged regime (`scale=\"converged\"`) with every schedule cut {cut}-fold and "
                        f"{len(CI_SEEDS)} seeds, what `make test` can retrain: its runs stop before their plateau; "
                        + converged.notes)
     return {"ci": ci, **presets}
