@@ -682,7 +682,7 @@ def test_ci_is_the_converged_regime_cut_for_make_test(name):
     from rkd.runs.plan import resolve_runs
 
     # the metric-learning pages' converged schedules are twice the others', and so is their cut
-    cut = table1.CI_CUT if name in ("table1", "table2", "table3", "figure3", "figure4") else CI_CUT
+    cut = table1.METRIC_CI_CUT if name in ("table1", "table2", "table3", "figure3", "figure4") else CI_CUT
 
     ci, converged = (resolve_runs(get(name), scale=scale) for scale in ("ci", CONVERGED))
     assert ci.seeds == CI_SEEDS and len(converged.seeds) >= 5

@@ -60,7 +60,7 @@ Recall@1 (%) of each model on each test set; the paper prints no numbers for thi
             notes="the paper's protocol: ImageNet-pretrained ResNet50-512 teacher and ResNet18-128 student trained "
                   "on Cars196, 224x224 crops",
         ),
-    }, cut=table1.CI_CUT)
+    }, cut=table1.METRIC_CI_CUT)
     parameters = {"datasets": Parameter(tuple[str, ...] | None, None, "the training dataset (None: the preset's)")}
 
     def runs(self, preset, datasets=None):

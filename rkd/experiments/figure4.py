@@ -64,7 +64,7 @@ Recall@1 (%) over every test query; the paper prints no numbers for this figure.
         "paper": Preset(scale="paper", datasets=(D.CUB200, D.CARS196), recipe=table1.PAPER, grid={"queries": 4},
                         notes="the paper's protocol: ImageNet-pretrained ResNet50-512 teacher, ResNet18-128 student, "
                               "224x224 crops"),
-    }, cut=table1.CI_CUT)
+    }, cut=table1.METRIC_CI_CUT)
     parameters = {
         "datasets": Parameter(tuple[str, ...] | None, None, "registry names of the datasets (None: all)"),
         "queries": Parameter(int | None, None, "queries shown per selection (None: the preset's)"),

@@ -33,7 +33,7 @@ SIZES = (16, 64)
 CONVERGED_SEEDS = (0, 1, 2, 3, 4)
 #: the metric-learning pages' converged schedules (:data:`CI`) are twice the other pages', so their ci
 #: cut is twice as deep: 150 teacher and 300 student steps, what ``make test`` can retrain
-CI_CUT = 20
+METRIC_CI_CUT = 20
 
 #: method -> the student L2-normalisation settings the paper reports for it (the table's rows) (at ci the
 #: preset's ``no_l2`` names the methods that also run without it, to fit the budget)
@@ -130,7 +130,7 @@ normalisation only).
                   "no_l2": tuple(m for m, l2s in L2_SETTINGS.items() if False in l2s)},
             notes="the paper's protocol: ImageNet-pretrained ResNet50-512 teacher, ResNet18 students, 224x224 crops",
         ),
-    }, cut=CI_CUT)
+    }, cut=METRIC_CI_CUT)
     parameters = {
         "embedding_dims": Parameter(tuple[int, ...] | None, None, "student sizes (None: the preset's)"),
         "methods": Parameter(tuple[str, ...] | None, None, "methods to run (None: all of Table 1's)"),

@@ -79,7 +79,7 @@ values are not comparable with the paper's: compare orderings.
             scale="paper", datasets=(D.CUB200, D.CARS196, D.SOP), recipe=PAPER,
             notes="the paper's protocol: ImageNet-pretrained ResNet50-512 teacher and students, 224x224 crops",
         ),
-    }, cut=table1.CI_CUT)
+    }, cut=table1.METRIC_CI_CUT)
     parameters = {
         "generations": Parameter(int, GENERATIONS, "students after the teacher, each taught by the previous"),
         "datasets": Parameter(tuple[str, ...] | None, None, "registry names of the datasets (None: all)"),

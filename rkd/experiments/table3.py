@@ -58,7 +58,7 @@ Recall@1 (%); the other methods' rows are the paper's published numbers, not run
                         grid={"students": STUDENTS["paper"]},
                         notes="the paper's protocol: ImageNet-pretrained ResNet50-512 teacher; ImageNet-pretrained "
                               "GoogLeNet and ResNet50 students, 224x224 crops"),
-    }, cut=table1.CI_CUT)
+    }, cut=table1.METRIC_CI_CUT)
     parameters = {"datasets": Parameter(tuple[str, ...] | None, None, "registry names of the datasets (None: all)")}
 
     def runs(self, preset, datasets=None):
