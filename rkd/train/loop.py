@@ -103,9 +103,9 @@ def fit(distiller: nn.Module, dataset: Dataset, batch_sampler, config: TrainConf
     the step (:mod:`rkd.train.step`). Under ``torchrun`` every process calls ``fit`` alike.
 
     Raises:
-        NonFiniteLossError: NaN or inf in the student's outputs or a loss term, naming
-            the step (:mod:`rkd.train.guard`); any other error in a step carries its step.
-        CheckpointMismatchError: a checkpoint written by another configuration or code.
+        NonFiniteLossError: NaN or inf in the student's outputs or a loss term, naming the step
+            (:mod:`rkd.train.guard`); any other error in a step or its batch's loading names its step.
+        CheckpointMismatchError: a checkpoint of another configuration, method, model, sampler or numerics.
     """
     options = resolve_step_options(device, precision=precision, channels_last=channels_last, compile=compile,
                                    check_every=check_every)
