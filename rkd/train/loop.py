@@ -98,18 +98,14 @@ def fit(distiller: nn.Module, dataset: Dataset, batch_sampler, config: TrainConf
     parameters, never the teacher). ``batch_sampler`` yields lists of dataset indices,
     ``len(batch_sampler)`` per epoch (for an exact resume: a function of its seed and the
     epoch given to ``set_epoch``, as rkd's samplers are). The options are explained in the
-    module docstring: ``checkpoint_path`` (resumable), ``evaluate`` (after the last step,
-    giving ``metrics``, and every ``eval_every`` steps), ``log_path`` (None: beside the
-    checkpoint; False: none), loading and the step (:mod:`rkd.train.step`). Under
-    ``torchrun`` every process calls ``fit`` alike and they train one model data-parallel.
+    module docstring: ``checkpoint_path`` (resumable), ``evaluate`` (after the last step and
+    every ``eval_every`` steps), ``log_path`` (None: beside the checkpoint; False: none),
+    the step (:mod:`rkd.train.step`). Under ``torchrun`` every process calls ``fit`` alike.
 
     Raises:
-        NonFiniteLossError: NaN or inf in a batch, in the student's ``"embedding"`` /
-            ``"logits"`` or in a loss term, naming the step (see :mod:`rkd.train.guard`).
-            Any other error raised inside a step, or while loading its batch, carries a
-            note naming the step.
-        CheckpointMismatchError: a checkpoint written by another configuration, method,
-            model, sampler or numerics.
+        NonFiniteLossError: NaN or inf in the student's outputs or a loss term, naming the step
+            (:mod:`rkd.train.guard`); any other error in a step or its batch's loading names its step.
+        CheckpointMismatchError: a checkpoint of another configuration, method, model, sampler or numerics.
     """
     options = resolve_step_options(device, precision=precision, channels_last=channels_last, compile=compile,
                                    check_every=check_every)
