@@ -24,3 +24,6 @@ resumed_from  # noqa
 not_worse  # noqa
 # a builder registered by a factory is named for its reference page and for pickling
 __qualname__  # noqa
+# RKD-A on squared-distance matrices: the tests check its hand-written gradient against
+# finite differences in each entry (rkd_angle itself goes through the rows)
+_AngleLossFromSquaredDistances  # noqa

@@ -42,6 +42,11 @@ to run in TF32 or bfloat16 (``torch.set_float32_matmul_precision`` other than
 so their value is the exact one) are exactly 0 and pass no gradient, so that no rounding
 residue leaks into means or gradients.
 
+**Hi/lo split** (:func:`split_squared_distances`): squared distances carried into a
+working dtype (float32) as ``hi + lo``, the hi parts multiples of one power of two per
+matrix, so that sums and differences of three hi parts are exact (the law of cosines of
+RKD-A subtracts squared distances).
+
 **Backward** (:func:`gram_backward`): with W = G + G^T for the incoming gradient G (the
 diagonal, the close pairs and the coincident pairs zeroed), the rows' gradient is
 ``2 (diag(W 1) C - W C)``, one matrix product; the close pairs add theirs from their
@@ -50,12 +55,15 @@ gradient sum to zero.
 """
 from __future__ import annotations
 
+import functools
+import math
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["squared_distances", "gram_squared_distances", "gram_backward", "gram_dtype", "GramDistances",
+__all__ = ["squared_distances", "gram_squared_distances", "stacked_gram_squared_distances", "gram_backward",
+           "gram_dtype", "GramDistances", "SplitSquared", "split_squared_distances",
            "CLOSE_PAIR_THRESHOLD", "COINCIDENT_RELATIVE_TOLERANCE", "FLOAT64_FALLBACK_FRACTION"]
 
 #: per Gram dtype: pairs with ``sq_ij <= T (n_i + n_j)`` are recomputed from their difference
@@ -73,7 +81,7 @@ DIRECT_CHUNK_ELEMENTS = 1 << 18
 class GramDistances(NamedTuple):
     """What :func:`gram_squared_distances` computed, and what its backward needs."""
 
-    squared: Tensor  # [N, N] squared distances, in the Gram matrix's dtype
+    squared: Tensor | None  # [N, N] squared distances, in the Gram matrix's dtype (None: kept for the backward)
     centred: Tensor  # [N, D] the centred rows, same dtype
     points: Tensor  # [N, D] the rows as given (close pairs take their differences from these)
     rows: Tensor | None  # [P] close pairs (rows < cols), recomputed from their differences; None: none
@@ -110,21 +118,46 @@ def gram_squared_distances(x: Tensor, dtype: torch.dtype) -> GramDistances:
     if dtype == torch.float32 and rows is not None and rows.numel() > FLOAT64_FALLBACK_FRACTION * n * (n - 1) / 2:
         centred, norms, squared = _gram_form(x, torch.float64)
         rows, cols = _close_pairs(squared, norms, CLOSE_PAIR_THRESHOLD[torch.float64])
-    coincident = None
-    if rows is not None:
-        direct = _direct_squared_distances(x, rows, cols, centred.dtype)
-        coincident = direct <= COINCIDENT_RELATIVE_TOLERANCE * (norms[rows] + norms[cols])
-        direct.masked_fill_(coincident, 0.0)
-        squared.index_put_((rows, cols), direct)
-        squared.index_put_((cols, rows), direct)
+    coincident = None if rows is None else _recompute_close_pairs(squared, norms, x, rows, cols)
     return GramDistances(squared, centred, x, rows, cols, coincident)
+
+
+def stacked_gram_squared_distances(batches: tuple[Tensor, ...]) -> tuple[Tensor, list[GramDistances]]:
+    """:func:`gram_squared_distances` in float64 of batches of the same size N ([N, D_m],
+    widths may differ): their squared distances stacked ([M, N, N], each GramDistances'
+    ``squared`` a view of it) and what each backward needs.
+
+    The same numbers: each batch has its own Gram matrix, and every later step is
+    elementwise or a per-matrix test, here taken once for the whole stack (fewer, larger
+    operations: what the fixed cost of an operation makes worth it at small N)."""
+    dtype = torch.float64
+    threshold = CLOSE_PAIR_THRESHOLD[dtype]
+    # autocast casts no float64 tensor, and everything after the conversion is float64
+    forms = [_gram_products(x, dtype) for x in batches]
+    squared = torch.stack([form[2] for form in forms])
+    norms = torch.stack([form[1] for form in forms])
+    squared += norms.unsqueeze(2)
+    # the screen of _close_pairs, for each matrix of the stack
+    diagonals = squared.diagonal(0, 1, 2)
+    diagonals.fill_(float("inf"))
+    smallest, largest = squared.amin((1, 2)).tolist(), norms.amax(1).tolist()
+    diagonals.zero_()
+    grams = []
+    for m, (x, (centred, _, _), matrix) in enumerate(zip(batches, forms, squared.unbind())):
+        rows = cols = coincident = None
+        if not smallest[m] > 2.0 * threshold * largest[m]:
+            rows, cols = _close_pair_indices(matrix, norms[m], threshold)
+            if rows is not None:
+                coincident = _recompute_close_pairs(matrix, norms[m], x, rows, cols)
+        grams.append(GramDistances(matrix, centred, x, rows, cols, coincident))
+    return squared, grams
 
 
 def gram_backward(grad_squared: Tensor, gram: GramDistances) -> Tensor:
     """The rows' gradient (in the Gram matrix's dtype) from the gradient of the squared
     distances (see the module docstring)."""
     centred, rows, cols = gram.centred, gram.rows, gram.cols
-    weights = grad_squared.to(centred.dtype)
+    weights = grad_squared if grad_squared.dtype == centred.dtype else grad_squared.to(centred.dtype)
     weights = weights + weights.T  # sq_ij and sq_ji are the same function of the rows
     weights.fill_diagonal_(0.0)
     close_weights = None
@@ -132,7 +165,7 @@ def gram_backward(grad_squared: Tensor, gram: GramDistances) -> Tensor:
         close_weights = weights[rows, cols].masked_fill_(gram.coincident, 0.0)
         weights.index_put_((rows, cols), weights.new_zeros(()))
         weights.index_put_((cols, rows), weights.new_zeros(()))
-    grad = torch.addmm(centred * weights.sum(dim=1, keepdim=True), weights, centred, beta=2.0, alpha=-2.0)
+    grad = torch.addmm(centred * weights.sum(1, True), weights, centred, beta=2.0, alpha=-2.0)  # keepdim
     if close_weights is not None:
         _add_direct_gradient(grad, gram.points, rows, cols, close_weights.mul_(2.0))
     return grad
@@ -159,13 +192,22 @@ def _gram_form(x: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
     if torch.is_autocast_enabled(x.device.type):  # a matrix product there would run in bfloat16 or float16
         with torch.autocast(x.device.type, enabled=False):
             return _gram_form(x, dtype)
-    x = x.to(dtype)
-    centred = x - x.mean(dim=0, keepdim=True)
-    norms = (centred * centred).sum(dim=1)
-    # n_j - 2 <c_i, c_j>, then + n_i: the matrix product writes into the broadcast norms
-    squared = torch.addmm(norms.unsqueeze(0), centred, centred.T, alpha=-2.0)
+    centred, norms, squared = _gram_products(x, dtype)
     squared += norms.unsqueeze(1)
     return centred, norms, squared
+
+
+def _gram_products(x: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """Centred rows, their squared norms, and ``n_j - 2 <c_i, c_j>`` (:func:`_gram_form` adds
+    n_i), as autocast leaves them (the callers see to it).
+
+    Positional arguments where the signature allows: keywords cost about a microsecond of
+    parsing an operation, which counts at small N."""
+    x = x.double() if dtype == torch.float64 else x.to(dtype)  # the same conversion; .to parses more arguments
+    centred = x - x.mean(0, True)  # keepdim
+    norms = (centred * centred).sum(1)
+    # the matrix product writes into the broadcast norms
+    return centred, norms, torch.addmm(norms.unsqueeze(0), centred, centred.T, alpha=-2.0)
 
 
 def _close_pairs(squared: Tensor, norms: Tensor, threshold: float) -> tuple[Tensor | None, Tensor | None]:
@@ -174,14 +216,78 @@ def _close_pairs(squared: Tensor, norms: Tensor, threshold: float) -> tuple[Tens
     diagonal = squared.diagonal()
     diagonal.fill_(float("inf"))
     # screen with one number first: n_i + n_j <= 2 max(n), so no pair is close if this is positive
-    if float(squared.min()) > 2.0 * threshold * float(norms.max()):
-        diagonal.zero_()
-        return None, None
-    bounds = (norms.unsqueeze(1) + norms.unsqueeze(0)).mul_(threshold)
-    close = torch.le(squared, bounds).triu_(diagonal=1)
+    screened = float(squared.min()) > 2.0 * threshold * float(norms.max())
     diagonal.zero_()
-    rows, cols = close.nonzero(as_tuple=True)
+    return (None, None) if screened else _close_pair_indices(squared, norms, threshold)
+
+
+def _close_pair_indices(squared: Tensor, norms: Tensor, threshold: float) -> tuple[Tensor | None, Tensor | None]:
+    """The test of :func:`_close_pairs` for every pair i < j (the diagonal is not looked at)."""
+    bounds = (norms.unsqueeze(1) + norms.unsqueeze(0)).mul_(threshold)
+    rows, cols = torch.le(squared, bounds).triu_(diagonal=1).nonzero(as_tuple=True)
     return (rows, cols) if rows.numel() else (None, None)
+
+
+def _recompute_close_pairs(squared: Tensor, norms: Tensor, points: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """Write the close pairs' squared distances from their differences into ``squared``
+    (both triangles), exact zeros for the coincident ones; returns which those are."""
+    direct = _direct_squared_distances(points, rows, cols, squared.dtype)
+    coincident = direct <= COINCIDENT_RELATIVE_TOLERANCE * (norms[rows] + norms[cols])
+    direct.masked_fill_(coincident, 0.0)
+    squared.index_put_((rows, cols), direct)
+    squared.index_put_((cols, rows), direct)
+    return coincident
+
+
+class SplitSquared(NamedTuple):
+    """Float64 squared-distance matrices ([M, N, N], a stack) carried in a working dtype:
+    ``hi + lo`` equals each to within the rounding of ``lo``; ``inverse`` is ``1 / d`` (0
+    where d = 0)."""
+
+    hi: Tensor
+    lo: Tensor
+    inverse: Tensor
+
+
+def split_squared_distances(squared: Tensor, dtype: torch.dtype) -> SplitSquared:
+    """Split float64 squared-distance matrices ([M, N, N]) into ``hi + lo`` in ``dtype``
+    (for the law of cosines of :func:`rkd.losses.rkd_angle`).
+
+    ``hi`` is a matrix rounded to a multiple of one power of two q (its own for each
+    matrix) chosen so that ``max(squared) <= 2^(p-2) q`` (p: the dtype's significand
+    bits): every hi is an integer times q below 2^(p-2), so ``hi_ij + hi_kj - hi_ik`` is
+    exact in ``dtype``. ``lo = squared - hi`` (|lo| <= q/2) keeps the rest. Summed as
+    (exact hi part) + (lo parts), the law of cosines' numerator ``d_ij^2 + d_kj^2 - d_ik^2``
+    is off by a few ulps of itself and of q, q about 2^(2-p) of the largest squared
+    distance, where summing the rounded squared distances directly is off by a few ulps
+    of the largest one, 2^-p of it: in float32, for points 1e-5 apart among points ~1
+    apart, ~1e-12 instead of ~1e-7 on a numerator of ~1e-5.
+    """
+    significand_bits = _significand_bits(dtype)
+    quanta = [math.ldexp(1.0, (math.frexp(largest)[1] if largest > 0 else 0) - (significand_bits - 2))
+              for largest in squared.amax((-2, -1)).tolist()]  # each largest < 2^exponent
+    # One quantum for all on the CPU: a number, not a tensor to make (microseconds at small N).
+    # ATen's CPU kernels divide by a number as by a tensor; CUDA's multiply by its reciprocal.
+    quantum = quanta[0] if squared.is_cpu and quanta.count(quanta[0]) == len(quanta) else \
+        torch.tensor(quanta, dtype=squared.dtype, device=squared.device).view(-1, 1, 1)
+    hi = (squared / quantum).round_().mul_(quantum)  # multiples of a power of two: exact
+    # 1 / d from the squared distance rounded to dtype (squared distances >= 0; 1 / 0 -> 0)
+    if dtype == squared.dtype:
+        return SplitSquared(hi, squared - hi, squared.rsqrt().nan_to_num_(0.0, 0.0))  # nan, posinf -> 0
+    inverse = _converted(squared, dtype).rsqrt_().nan_to_num_(0.0, 0.0)
+    # lo: the difference taken in squared's dtype, rounded to dtype as it is stored (one op, no temporary)
+    lo = torch.sub(squared, hi, out=torch.empty_like(inverse))
+    return SplitSquared(_converted(hi, dtype), lo, inverse)
+
+
+@functools.cache  # dtype figures, worked out once
+def _significand_bits(dtype: torch.dtype) -> int:
+    return 1 - round(math.log2(torch.finfo(dtype).eps))  # 24 for float32, 53 for float64
+
+
+def _converted(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``x.to(dtype)``; ``x.float()`` parses no arguments (a microsecond, which counts at small N)."""
+    return x.float() if dtype == torch.float32 else x.to(dtype)
 
 
 def _pair_blocks(pairs: int, dim: int):

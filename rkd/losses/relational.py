@@ -16,20 +16,22 @@ squared distances and works on the N x N matrices alone, via the law of cosines,
 over the vertex so that memory stays O(chunk * N^2). The law of cosines subtracts
 squared distances, which cancels badly for tight clusters; each squared distance is
 therefore carried as a (hi, lo) pair whose hi parts add exactly
-(:func:`_split_squared_distances`), which keeps float32 cosines as accurate as the
-authors' float32 unit vectors. Both losses compute their gradient with respect to the
-squared distances during the forward pass (for RKD-A: one sweep over the N^3 triples
-instead of two), and their backward only scales it.
+(:func:`rkd.losses.pairwise.split_squared_distances`), which keeps float32 cosines as
+accurate as the authors' float32 unit vectors. Both losses compute their gradient with
+respect to the squared distances during the forward pass (for RKD-A: one sweep over the
+N^3 triples instead of two), and their backward only scales it. At small N the fixed
+cost of each tensor operation dominates RKD-A, so it is one autograd node that runs in
+inference mode and makes no operation twice.
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from .pairwise import GramDistances, gram_backward, gram_dtype, gram_squared_distances, squared_distances
+from .pairwise import (GramDistances, SplitSquared, gram_backward, gram_dtype, gram_squared_distances,
+                       split_squared_distances, squared_distances, stacked_gram_squared_distances)
 
 __all__ = [
     "pairwise_squared_distances",
@@ -191,40 +193,18 @@ def rkd_distance(student: Tensor, teacher: Tensor) -> Tensor:
     return loss.to(student.dtype)
 
 
-class _SplitSquared(NamedTuple):
-    """Float64 squared-distance matrices ([M, N, N], a stack) carried in a working dtype:
-    ``hi + lo`` equals each to within the rounding of ``lo``; ``inverse`` is ``1 / d`` (0
-    where d = 0)."""
-
-    hi: Tensor
-    lo: Tensor
-    inverse: Tensor
-
-
-def _split_squared_distances(squared: Tensor, dtype: torch.dtype) -> _SplitSquared:
-    """Split float64 squared-distance matrices ([M, N, N]) into ``hi + lo`` in ``dtype``.
-
-    ``hi`` is a matrix rounded to a multiple of one power of two q (its own for each
-    matrix) chosen so that ``max(squared) <= 2^(p-2) q`` (p: the dtype's significand
-    bits): every hi is an integer times q below 2^(p-2), so ``hi_ij + hi_kj - hi_ik`` is
-    exact in ``dtype``. ``lo = squared - hi`` (|lo| <= q/2) keeps the rest. Summed as
-    (exact hi part) + (lo parts), the law of cosines' numerator ``d_ij^2 + d_kj^2 - d_ik^2``
-    is off by a few ulps of itself and of q, q about 2^(2-p) of the largest squared
-    distance, where summing the rounded squared distances directly is off by a few ulps
-    of the largest one, 2^-p of it: in float32, for points 1e-5 apart among points ~1
-    apart, ~1e-12 instead of ~1e-7 on a numerator of ~1e-5.
-    """
-    significand_bits = 1 - round(math.log2(torch.finfo(dtype).eps))  # 24 for float32, 53 for float64
-    quanta = [math.ldexp(1.0, (math.frexp(largest)[1] if largest > 0 else 0) - (significand_bits - 2))
-              for largest in squared.amax(dim=(-2, -1)).tolist()]  # each largest < 2^exponent
-    quantum = squared.new_tensor(quanta).view(-1, 1, 1)
-    hi = (squared / quantum).round_().mul_(quantum)  # multiples of a power of two: exact
-    inverse = squared.to(dtype, copy=True).rsqrt_().nan_to_num_(posinf=0.0)  # squared distances >= 0; 1 / 0 -> 0
-    return _SplitSquared(hi.to(dtype), (squared - hi).to(dtype), inverse)
+def _cosine_views(split: SplitSquared) -> tuple[tuple[Tensor, ...], Tensor, Tensor]:
+    """Broadcast views of a split stack, made once per call: the rows j of each matrix of
+    hi, lo and 1/d as ``[M, N, N, 1]`` (index ``[m, j, i, 0]``: "ji") or ``[M, N, 1, N]``
+    (``[m, j, 0, k]``: "jk"), which a chunk of vertices slices; hi and lo whole as
+    ``[M, 1, N, N]`` ("ik")."""
+    rows = tuple(view for part in split for view in (part.unsqueeze(3), part.unsqueeze(2)))
+    return rows, split.hi.unsqueeze(1), split.lo.unsqueeze(1)
 
 
-def _vertex_cosines(squared: _SplitSquared, start: int, stop: int, out: Tensor) -> Tensor:
-    """Cosines at the vertices j in [start, stop) of every (i, j, k), from squared distances.
+def _vertex_cosines(views: tuple[tuple[Tensor, ...], Tensor, Tensor], vertices: slice | None, out: Tensor) -> Tensor:
+    """Cosines at the vertices j in ``vertices`` (None: all) of every (i, j, k), from squared
+    distances.
 
     ``cos(i, j, k) = (d_ji^2 + d_jk^2 - d_ik^2) / (2 d_ji d_jk)`` (law of cosines, the same
     number as <e_ij, e_kj> of eq. 9), for each matrix of the stack, written into ``out``
@@ -233,16 +213,35 @@ def _vertex_cosines(squared: _SplitSquared, start: int, stop: int, out: Tensor) 
     numerator adds the hi parts first (exact), then the lo parts. The factor
     ``1 / (2 d_ji d_jk)`` is applied as two broadcast products, never stored.
     """
-    hi, lo, inverse = (part[:, start:stop].unsqueeze(3) for part in squared)  # [M, c, N, 1]: row j of each
-    cosines = torch.sub(hi, squared.hi.unsqueeze(1), out=out).add_(hi.transpose(2, 3))  # hi_ji - hi_ik + hi_jk
-    cosines.add_(lo).add_(lo.transpose(2, 3)).sub_(squared.lo.unsqueeze(1))
-    return cosines.mul_(inverse).mul_(0.5 * inverse.transpose(2, 3))
+    rows, hi_ik, lo_ik = views  # see _cosine_views
+    if vertices is not None:
+        rows = [part[:, vertices] for part in rows]
+    hi_ji, hi_jk, lo_ji, lo_jk, inverse_ji, inverse_jk = rows
+    cosines = torch.sub(hi_ji, hi_ik, out=out).add_(hi_jk)  # hi_ji - hi_ik + hi_jk
+    cosines.add_(lo_ji).add_(lo_jk).sub_(lo_ik)
+    return cosines.mul_(inverse_ji).mul_(0.5 * inverse_jk)
 
 
-def _add_angle_gradient(grad: Tensor, slope: Tensor, cosines: Tensor, inverse: Tensor, start: int,
+class _GradientViews(NamedTuple):
+    """What :func:`_add_angle_gradient` needs besides the chunk's blocks, made once per call."""
+
+    grad: Tensor  # [N, N] dL/d(sq) so far, unscaled
+    grad_row: Tensor  # the same as [1, N^2]
+    ones: Tensor  # [1, chunk] ones: the column sums of a chunk's products, as one matrix product
+    inverse: Tensor  # [N, N] the student's u_i = 1 / d_ji at [j, i]
+    inverse_ji: Tensor  # [N, N, 1] the same at [j, i, 0]
+    inverse_jk: Tensor  # [N, 1, N] the same at [j, 0, k]
+
+
+def _gradient_views(grad: Tensor, inverse: Tensor, chunk: int) -> _GradientViews:
+    return _GradientViews(grad, grad.view(1, -1), inverse.new_ones(1, chunk), inverse, inverse.unsqueeze(2),
+                          inverse.unsqueeze(1))
+
+
+def _add_angle_gradient(views: _GradientViews, vertices: slice | None, slope: Tensor, cosines: Tensor,
                         scratch: Tensor) -> None:
-    """Add the chunk's part of dL/d(sq) to ``grad`` (unscaled by 1/N^3); ``slope`` and
-    ``scratch`` (a block of the chunk's shape) are overwritten.
+    """Add the chunk's part of dL/d(sq) to ``views.grad`` (unscaled by 1/N^3); ``slope``
+    and ``scratch`` (a block of the chunk's shape) are overwritten.
 
     With c the student cosine at vertex j, a_i = d_ji^2, b_ik = d_ik^2, u_i = 1 / d_ji and
     g the slope of eq. 8 at (c_s - c_t): dc/db_ik = -u_i u_k / 2 and
@@ -251,29 +250,84 @@ def _add_angle_gradient(grad: Tensor, slope: Tensor, cosines: Tensor, inverse: T
     with P = g u_i u_k. Entries with a zero distance carry cosine 0 and get no gradient.
     """
     chunk = slope.shape[0]
-    g_dot_cos = torch.mul(slope, cosines, out=scratch).sum(dim=2)  # [c, N]: sum_k g_ik c_ik
-    inverse = inverse.unsqueeze(2)
-    products = slope.mul_(inverse).mul_(inverse.transpose(1, 2))
-    grad[start:start + chunk].add_(products.sum(dim=2)).addcmul_(inverse.squeeze(2).square(), g_dot_cos, value=-1.0)
-    grad.view(1, -1).addmm_(products.new_ones(1, chunk), products.view(chunk, -1), alpha=-0.5)
+    parts = views.grad, views.inverse, views.inverse_ji, views.inverse_jk  # the chunk's rows of each
+    grad, inverse, inverse_ji, inverse_jk = parts if vertices is None else [part[vertices] for part in parts]
+    g_dot_cos = torch.mul(slope, cosines, out=scratch).sum(2)  # [c, N]: sum_k g_ik c_ik
+    products = slope.mul_(inverse_ji).mul_(inverse_jk)
+    grad.add_(products.sum(2)).addcmul_(inverse.square(), g_dot_cos, value=-1.0)
+    ones = views.ones if chunk == views.ones.shape[1] else views.ones[:, :chunk]
+    views.grad_row.addmm_(ones, products.view(chunk, -1), alpha=-0.5)
 
 
-def _vertex_chunk(n: int, device: torch.device) -> int:
-    budget = ANGLE_CHUNK_ELEMENTS_CUDA if device.type == "cuda" else ANGLE_CHUNK_ELEMENTS
+def _vertex_chunk(n: int, on_cuda: bool) -> int:
+    budget = ANGLE_CHUNK_ELEMENTS_CUDA if on_cuda else ANGLE_CHUNK_ELEMENTS
     return max(1, min(n, budget // (n * n)))
+
+
+def _angle_sweep(squared: Tensor, work_dtype: torch.dtype, start: int, stop: int,
+                 grad: Tensor | None) -> list[Tensor]:
+    """Eq. 10 over the vertices in [start, stop) from a stack of the student's and the
+    teacher's float64 squared distances ([2, N, N]), in ``work_dtype``: the smooth-L1 sum
+    of each chunk of vertices (0-dim, for :func:`_mean_over_triples`); the loss's gradient
+    with respect to the student's squared distances goes into ``grad`` ([N, N] zeros in
+    ``work_dtype``; None: no gradient).
+
+    One sweep over the vertices, a chunk at a time, computes the cosines of the chunk's
+    triples for both matrices (stacked, so that each step is one operation for both),
+    the loss, and the gradient (:func:`_add_angle_gradient`), so that no N^3 value is
+    kept. Three [chunk, N, N] blocks are allocated once and reused by every chunk; the
+    broadcast views of the N x N matrices are made once, and a single chunk (N up to 64
+    on the CPU) takes them whole.
+    """
+    n = squared.shape[-1]
+    split = split_squared_distances(squared, work_dtype)
+    step = max(0, min(_vertex_chunk(n, squared.is_cuda), stop - start))
+    pair_blocks, scratch_block = split.hi.new_empty(2, step, n, n), split.hi.new_empty(step, n, n)
+    student_block, teacher_block = pair_blocks[0], pair_blocks[1]
+    chunk_sums = []
+    cosine_views = _cosine_views(split)
+    gradient_views = None if grad is None else _gradient_views(grad, split.inverse[0], step)
+    for first in range(start, stop, max(1, step)):
+        last = min(stop, first + step)
+        vertices = None if last - first == n else slice(first, last)
+        blocks, student_cos, teacher_cos, slope = pair_blocks, student_block, teacher_block, scratch_block
+        if (c := last - first) != step:  # the last chunk, shorter
+            blocks, student_cos, teacher_cos, slope = pair_blocks[:, :c], student_block[:c], teacher_block[:c], \
+                scratch_block[:c]
+        _vertex_cosines(cosine_views, vertices, blocks)
+        difference = torch.sub(student_cos, teacher_cos, out=teacher_cos)
+        slope = torch.clamp(difference, -1.0, 1.0, out=slope)
+        chunk_sums.append(_smooth_l1_sum(difference, slope))
+        if gradient_views is not None:  # the difference is spent: its block is the scratch space now
+            _add_angle_gradient(gradient_views, vertices, slope, student_cos, teacher_cos)
+    if grad is not None:
+        grad.mul_(1.0 / n**3)
+    return chunk_sums
+
+
+def _mean_over_triples(chunk_sums: list[Tensor], n: int, work_dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The chunk sums added in float64 (hundreds add up without loss), divided by N^3, in
+    ``work_dtype``. On the CPU in Python floats: float64 with the rounding of ATen's CPU
+    kernels, and a 0-dim tensor operation costs microseconds. Elsewhere in tensors (a GPU
+    divides by a scalar through its reciprocal, and would wait for each chunk's sum)."""
+    if device.type == "cpu":
+        total = 0.0
+        for chunk_sum in chunk_sums:
+            total += float(chunk_sum)
+        # rounded to work_dtype as .to rounds; scalar_tensor refuses a finite number beyond
+        # work_dtype's range, and this one is at most (chunks / N^3) x the float32 maximum
+        return torch.scalar_tensor(total / n**3, dtype=work_dtype)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for chunk_sum in chunk_sums:
+        total += chunk_sum
+    return total.div_(n**3).to(work_dtype)
 
 
 class _AngleLossFromSquaredDistances(torch.autograd.Function):
     """Eq. 10 (smooth-L1 summed over the triples whose vertex is in ``vertices``, divided
-    by N^3) from two N x N float64 squared-distance matrices, computed in ``work_dtype``
-    (default: theirs) from their (hi, lo) splits.
-
-    One sweep over the vertices, a chunk at a time, computes the cosines of the chunk's
-    triples for both matrices (stacked, so that each step is one operation for both),
-    the loss, and (``needs_grad``) the gradient with respect to the student's matrix
-    (:func:`_add_angle_gradient`), so that no N^3 value is kept; the backward only scales
-    that gradient by the incoming one. Three [chunk, N, N] blocks are allocated once and
-    reused by every chunk.
+    by N^3) from two N x N float64 squared-distance matrices, in ``work_dtype`` (default:
+    theirs), by :func:`_angle_sweep`; the backward only scales the gradient formed there.
+    :func:`rkd_angle` goes through :class:`_AngleLoss`: the same numbers, from the rows.
     """
 
     @staticmethod
@@ -282,29 +336,84 @@ class _AngleLossFromSquaredDistances(torch.autograd.Function):
         n = student_squared.shape[0]
         start, stop = (0, n) if vertices is None else vertices
         work_dtype = student_squared.dtype if work_dtype is None else work_dtype
-        split = _split_squared_distances(torch.stack((student_squared, teacher_squared)), work_dtype)
-        step = max(0, min(_vertex_chunk(n, student_squared.device), stop - start))
-        pair_blocks, scratch_block = split.hi.new_empty(2, step, n, n), split.hi.new_empty(step, n, n)
-        total = split.hi.new_zeros((), dtype=torch.float64)  # hundreds of chunk sums add up without loss
-        grad = split.hi.new_zeros(n, n) if needs_grad else None
-        for first in range(start, stop, max(1, step)):
-            last = min(stop, first + step)
-            student_cos, teacher_cos = _vertex_cosines(split, first, last, pair_blocks[:, :last - first])
-            difference = torch.sub(student_cos, teacher_cos, out=teacher_cos)
-            slope = torch.clamp(difference, -1.0, 1.0, out=scratch_block[:last - first])
-            total += _smooth_l1_sum(difference, slope)
-            if grad is not None:  # the difference is spent: its block is the scratch space now
-                _add_angle_gradient(grad, slope, student_cos, split.inverse[0, first:last], first, teacher_cos)
+        squared = torch.stack((student_squared, teacher_squared))
+        grad = squared.new_zeros((n, n), dtype=work_dtype) if needs_grad else None
+        loss = _mean_over_triples(_angle_sweep(squared, work_dtype, start, stop, grad), n, work_dtype, squared.device)
         if grad is not None:
-            ctx.save_for_backward(grad.mul_(1.0 / n**3))
+            ctx.save_for_backward(grad)
         ctx.input_dtype = student_squared.dtype
-        return (total / n**3).to(work_dtype)
+        return loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output: Tensor):
         (grad,) = ctx.saved_tensors
         return (grad * grad_output).to(ctx.input_dtype), None, None, None, None
+
+
+def _angle_loss(student: Tensor, teacher: Tensor, work_dtype: torch.dtype, vertices: tuple[int, int],
+                needs_grad: bool) -> tuple[Tensor, Tensor | None, GramDistances | None]:
+    """Eq. 10 from the rows: the float64 squared distances of both
+    (:func:`rkd.losses.pairwise.stacked_gram_squared_distances`, the numbers of
+    :func:`pairwise_squared_distances`) and :func:`_angle_sweep`; the loss and, with
+    ``needs_grad``, its gradient with respect to the student's squared distances and what
+    :func:`rkd.losses.pairwise.gram_backward` needs of the student's Gram matrix, as
+    tensors that can be saved for the backward pass."""
+    n = student.shape[0]
+    grad = student.new_zeros((n, n), dtype=work_dtype) if needs_grad else None  # written in inference mode
+    # Nothing here is recorded for autograd, and inference mode also skips autograd's
+    # per-operation bookkeeping (dispatch, version counters, view metadata): a few hundred
+    # nanoseconds an operation, several percent at N = 32. Its tensors stay out of
+    # autograd: the loss is made after it, and what the backward pass needs is copied.
+    with torch.inference_mode():
+        squared, grams = stacked_gram_squared_distances((student, teacher))
+        gram = grams[0]
+        del grams  # the teacher's (its centred rows: [N, D_t]) need not outlive the sweep
+        chunk_sums = _angle_sweep(squared, work_dtype, *vertices, grad)
+    loss = _mean_over_triples(chunk_sums, n, work_dtype, student.device)
+    if not needs_grad:
+        return loss, None, None
+    return loss, grad, GramDistances(None, gram.centred.clone(), student,  # the backward needs no squared distances
+                                     *(None if part is None else part.clone() for part in gram[3:]))
+
+
+def _rows_gradient(ctx, grad_output: Tensor) -> tuple[Tensor, None, None, None]:
+    """:class:`_AngleLoss`'s backward: the gradient formed in the forward pass, times the
+    incoming one, through the student's Gram matrix."""
+    grad, *gram = ctx.saved_tensors
+    # dL/d(sq) times the incoming gradient in the working dtype, stored as float64 (one op)
+    grad_squared = torch.mul(grad, grad_output, out=grad.new_empty(grad.shape, dtype=torch.float64))
+    rows = gram_backward(grad_squared, GramDistances(None, *gram))
+    # rows.float() parses no arguments: a microsecond, which counts at small N
+    return rows.float() if ctx.input_dtype == torch.float32 else rows.to(ctx.input_dtype), None, None, None
+
+
+_rows_gradient_once = torch.autograd.function.once_differentiable(_rows_gradient)
+
+
+class _AngleLoss(torch.autograd.Function):
+    """Eq. 10 from the student's and the teacher's rows (:func:`_angle_loss`) in one
+    autograd node, whose backward takes the gradient formed in the forward pass through
+    the student's Gram matrix (:func:`rkd.losses.pairwise.gram_backward`). The same
+    operations, in the same order, as :func:`pairwise_squared_distances` followed by
+    :class:`_AngleLossFromSquaredDistances`, without the second node's fixed cost.
+    """
+
+    @staticmethod
+    def forward(ctx, student: Tensor, teacher: Tensor, work_dtype: torch.dtype, vertices: tuple[int, int]) -> Tensor:
+        loss, grad, gram = _angle_loss(student, teacher, work_dtype, vertices, needs_grad=True)
+        ctx.save_for_backward(grad, *gram[1:])  # the centred rows, the student's own rows, the close pairs
+        ctx.input_dtype = student.dtype
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        # Gradient mode is off here unless the caller asked for create_graph=True; only then
+        # is once_differentiable's wrapper (a no_grad block: microseconds) needed, to refuse
+        # a second derivative as the other losses do.
+        if torch.is_grad_enabled():
+            return _rows_gradient_once(ctx, grad_output)
+        return _rows_gradient(ctx, grad_output)
 
 
 def _vertex_bounds(vertices: slice | range | None, n: int) -> tuple[int, int]:
@@ -357,13 +466,12 @@ def rkd_angle(student: Tensor, teacher: Tensor, *, vertices: slice | range | Non
     _check_relational_inputs(student, teacher, minimum=3, loss_name="rkd_angle")
     bounds = _vertex_bounds(vertices, student.shape[0])
     work_dtype = torch.promote_types(torch.promote_types(student.dtype, teacher.dtype), torch.float32)
-    with torch.no_grad():
-        teacher_squared = pairwise_squared_distances(teacher.detach(), torch.float64)
-    student_squared = pairwise_squared_distances(student, torch.float64)
-    needs_grad = torch.is_grad_enabled() and student_squared.requires_grad
-    loss = _AngleLossFromSquaredDistances.apply(student_squared, teacher_squared, work_dtype, bounds, needs_grad)
-    return loss.to(student.dtype)
-
+    if torch.is_grad_enabled() and student.requires_grad:
+        # the teacher is detached: it gets no gradient, and the loss needs none through it
+        loss = _AngleLoss.apply(student, teacher.detach() if teacher.requires_grad else teacher, work_dtype, bounds)
+    else:  # no gradient to form, and no autograd node (what the loss is made of needs no gradient)
+        loss = _angle_loss(student, teacher, work_dtype, bounds, needs_grad=False)[0]
+    return loss if loss.dtype == student.dtype else loss.to(student.dtype)
 
 
 class RKDLoss(nn.Module):
