@@ -4,6 +4,7 @@ bit, and a stale or missing record is reported."""
 from __future__ import annotations
 
 import json
+import random
 import sys
 from dataclasses import replace
 
@@ -155,3 +156,42 @@ def test_the_box_names_the_scale_s_store_and_verify_command_and_none_at_paper_sc
     assert "results/converged/figure3.jsonl" in converged and "--key 3f2a9c0d1e2b --scale converged" in converged
     paper = evidence_sentence("figure3", {**evidence, "store": None}, "paper")
     assert "trained when the page was executed" in paper and "verify" not in paper
+
+
+def _chains(costs):
+    """Pages of chain ends (strings) and their recorded seconds; every chain shares the trunk "t" (100 s)."""
+    ends = {page: list(chains) for page, chains in costs.items()}
+    return ends, lambda page, end: {"t": 100.0, end: costs[page][end]}
+
+
+def test_a_budgeted_sample_stays_within_it_and_still_spreads_and_fills():
+    from rkd.experiments.results import _sample
+
+    costs = {"cheap": {f"c{i}": 10.0 for i in range(20)}, "dear": {"long": 1000.0, "short": 50.0, "mid": 200.0}}
+    for seed in range(30):
+        ends, recorded = _chains(costs)
+        chosen = _sample(ends, ["dear", "cheap"], 6, random.Random(seed), recorded, budget=400.0)
+        spent = 100.0 + sum(costs[page][end] for page, end in chosen)
+        assert len(chosen) == 6 and spent <= 400.0 and {page for page, _ in chosen} == {"dear", "cheap"}
+        assert ("dear", "long") not in chosen
+    # nothing fits any more: the cheapest chains left are taken, so the sample is still full
+    ends, recorded = _chains(costs)
+    chosen = _sample(ends, ["dear", "cheap"], 6, random.Random(0), recorded, budget=0.0)
+    assert len(chosen) == 6 and ("dear", "long") not in chosen and ("dear", "mid") not in chosen
+    # unbounded: any chain can be drawn, as many as asked
+    drawn = set()
+    for seed in range(30):
+        ends, recorded = _chains(costs)
+        drawn.update(_sample(ends, ["dear", "cheap"], 4, random.Random(seed), recorded))
+    assert ("dear", "long") in drawn
+
+
+@pytest.mark.slow
+def test_pages_that_share_jobs_verify_together_in_one_pool(refreshed, tmp_path):
+    both = tmp_path / "both"
+    records = ResultStore(refreshed).records("spread").values()
+    ResultStore(both).write("spread", records)
+    ResultStore(both).write("again", records)  # the same plan under another page's name: every key shared
+    pages = {"spread": Spread(), "again": Spread()}
+    assert verify(4, "abc", experiments=pages, results_dir=both, progress=False) == []
+    assert verify(4, "abc", experiments=pages, results_dir=both, progress=False, budget_minutes=0.0) == []

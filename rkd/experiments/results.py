@@ -2,7 +2,7 @@
 and re-verified.
 
     python -m rkd.experiments.results refresh [EXPERIMENT ...] [--jobs N] [--scale S]   # make results
-    python -m rkd.experiments.results verify --sample 12 --seed COMMIT      # make test
+    python -m rkd.experiments.results verify --sample 12 --budget-minutes 20 --seed COMMIT  # make test
     python -m rkd.experiments.results verify table1 --key 3f2a9c            # one run, as a page's box says
     python -m rkd.experiments.results check [--scale S] [--written]          # stale or missing records
 
@@ -11,7 +11,9 @@ parameters, as its notebook runs them; ``--scale converged``: the stand-in regim
 runs reach a plateau, stored in ``results/converged/``) on this machine's cores, one
 process per job, and rewrites the store. It is resumable: finished jobs wait in ``.cache/results-run/``
 until the store is written. ``verify`` retrains a sample of whole chains (pretrained
-trunk, teacher, student, in a model store of their own) chosen afresh from ``--seed`` and
+trunk, teacher, student, in a model store of their own, every page's in one pool of
+processes) chosen afresh from ``--seed`` (within ``--budget-minutes`` of the store's
+recorded training time, so that an unlucky draw cannot blow ``make test``'s time) and
 fails unless every retrained number equals the stored one bit for bit; it also fails on
 a stored record that no planned job produces (stale) and on a planned job missing from
 the store. ``check`` does the last two without training.
@@ -27,7 +29,7 @@ import random
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..cache import default_cache_dir
@@ -140,14 +142,53 @@ def written_pages(experiments: Mapping[str, Experiment], results_dir: Path) -> l
     return [name for name in experiments if ResultStore(results_dir).path(name).is_file()]
 
 
-def _sample(ends: dict[str, list[Job]], pages: list[str], sample: int, rng: random.Random) -> list[tuple[str, Job]]:
-    """``sample`` chain ends, one from each page in turn, so that the sample spreads over the pages."""
+def _sample(ends: dict[str, list[Job]], pages: list[str], sample: int, rng: random.Random,
+            recorded: Callable[[str, Job], dict[str, float]], budget: float | None = None) -> list[tuple[str, Job]]:
+    """``sample`` chain ends, one from each page in turn, so that the sample spreads over the pages.
+
+    ``recorded(page, end)``: the recorded training seconds of each job of the chain, by key.
+    With ``budget`` (seconds), each draw is among the page's chains whose jobs not yet in the
+    sample (chains share trunks and teachers) keep the sample's total within it, so that an
+    unlucky draw of long chains cannot blow ``make test``'s time; a page with none that fits
+    waits for the next round, and when nothing fits anywhere the cheapest chain left is
+    taken, so that the sample still has ``sample`` chains. Without it, any chain."""
     chosen: list[tuple[str, Job]] = []
+    taken: set[str] = set()
+    spent = 0.0
+
+    def extra(name: str, end: Job) -> float:
+        return sum(seconds for key, seconds in recorded(name, end).items() if key not in taken)
+
+    def take(name: str, end: Job) -> None:
+        nonlocal spent
+        spent += extra(name, end)
+        taken.update(recorded(name, end))
+        ends[name].remove(end)
+        chosen.append((name, end))
+
     while len(chosen) < sample and any(ends[name] for name in pages):
+        drew = False
         for name in pages:
-            if ends[name] and len(chosen) < sample:
-                chosen.append((name, ends[name].pop(rng.randrange(len(ends[name])))))
+            fits = [end for end in ends[name] if budget is None or spent + extra(name, end) <= budget]
+            if fits and len(chosen) < sample:
+                take(name, fits[rng.randrange(len(fits))])
+                drew = True
+        if not drew:  # nothing fits the budget any more: the cheapest chain left
+            take(*min(((name, end) for name in pages for end in ends[name]), key=lambda chosen: extra(*chosen)))
     return chosen
+
+
+def _recorded(calls: Mapping[str, Call], store: ResultStore) -> Callable[[str, Job], dict[str, float]]:
+    """``(page, end) ->`` the recorded training seconds of each trained job of the chain that
+    ends in ``end``, by key (0 for a job without a record: :func:`check` reports it)."""
+    known: dict[tuple[str, str], dict[str, float]] = {}
+
+    def recorded(name: str, end: Job) -> dict[str, float]:
+        if (name, end.key) not in known:
+            known[name, end.key] = {job.key: (store.get(name, job.key) or {}).get("wall_seconds", 0.0)
+                                    for job in chain(calls[name], end) if job.run.trains}
+        return known[name, end.key]
+    return recorded
 
 
 def _named(calls: Mapping[str, Call], keys: Sequence[str]) -> list[tuple[str, Job]]:
@@ -163,10 +204,12 @@ def _named(calls: Mapping[str, Call], keys: Sequence[str]) -> list[tuple[str, Jo
 
 def verify(sample: int = 12, seed: str = "0", *, experiments: Mapping[str, Experiment] | None = None,
            keys: Sequence[str] = (), jobs: int | None = None, results_dir: Path | None = None,
-           progress: bool = True, scale: str = SCALE, into_cache: Path | None = None) -> list[str]:
-    """Retrain ``sample`` whole chains (students of every page in turn, chosen by ``seed``),
-    or the chains of the runs whose key starts with one of ``keys``, at ``scale``, and
-    compare every retrained job with its record; return the problems (empty: all equal).
+           progress: bool = True, scale: str = SCALE, into_cache: Path | None = None,
+           budget_minutes: float | None = None) -> list[str]:
+    """Retrain ``sample`` whole chains (students of every page in turn, chosen by ``seed``,
+    within ``budget_minutes`` of recorded training time: see :func:`_sample`), or the chains
+    of the runs whose key starts with one of ``keys``, at ``scale``, and compare every
+    retrained job with its record; return the problems (empty: all equal).
 
     The chains train in a model store of their own, so that nothing already trained is
     read instead; with ``into_cache`` (a model store's folder, e.g. ``.cache``), the jobs
@@ -184,18 +227,24 @@ def verify(sample: int = 12, seed: str = "0", *, experiments: Mapping[str, Exper
         ends = {name: [j for j in call.jobs if j.run.trains and not any(j.key in o.needs for o in call.jobs)]
                 for name, call in calls.items()}
         pages = [name for name in experiments if ends[name]]
-        chosen = (_named(calls, keys) if keys else _sample(ends, pages, sample, rng))
-        for name in pages:
-            members = {j.key: j for n, end in chosen if n == name for j in chain(calls[name], end)}
-            if not members:
-                continue
-            members = [j for j in calls[name].jobs if j.key in members and j.run.trains]
-            print(f"{calls[name].source.title}: retraining {len(members)} jobs of "
+        budget = None if budget_minutes is None else 60.0 * budget_minutes
+        chosen = (_named(calls, keys) if keys else _sample(ends, pages, sample, rng, _recorded(calls, store), budget))
+        members = {name: _members(calls[name], [end for n, end in chosen if n == name]) for name in pages}
+        members = {name: page_jobs for name, page_jobs in members.items() if page_jobs}
+        owner: dict[str, str] = {}  # job key -> the page that trains it (pages share pretrained trunks)
+        for name, page_jobs in members.items():
+            print(f"{calls[name].source.title}: retraining {len(page_jobs)} jobs of "
                   f"{sum(n == name for n, _ in chosen)} chain(s)", flush=True)
-            run_local(JobWorker(calls[name].source, {"scale": scale, "cache_dir": str(work_dir), "results_dir": ""}),
-                      members, done=lambda job, c=calls[name]: c.session.store.get(job.key, job.config) is not None,
-                      folder=work_dir / "logs", parallel=jobs or len(os.sched_getaffinity(0)), progress=progress)
-            for job in members:
+            owner.update({job.key: name for job in page_jobs if job.key not in owner})
+        # one pool for every page, so that a page's lone teacher -> student chain does not leave cores idle
+        params = {"scale": scale, "cache_dir": str(work_dir), "results_dir": ""}
+        workers = {name: JobWorker(calls[name].source, params) for name in members}
+        run_local(_PageWorkers({key: workers[name] for key, name in owner.items()}),
+                  [job for name, page_jobs in members.items() for job in page_jobs if owner[job.key] == name],
+                  done=lambda job: calls[owner[job.key]].session.store.get(job.key, job.config) is not None,
+                  folder=work_dir / "logs", parallel=jobs or len(os.sched_getaffinity(0)), progress=progress)
+        for name, page_jobs in members.items():
+            for job in page_jobs:
                 record = store.get(name, job.key)
                 if record is None:
                     continue  # reported by check()
@@ -207,6 +256,23 @@ def verify(sample: int = 12, seed: str = "0", *, experiments: Mapping[str, Exper
         return problems
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _members(call: Call, ends: Sequence[Job]) -> list[Job]:
+    """The trained jobs of the chains that end in ``ends``, in training order."""
+    keys = {job.key for end in ends for job in chain(call, end)}
+    return [job for job in call.jobs if job.key in keys and job.run.trains]
+
+
+class _PageWorkers:
+    """One worker for the jobs of several pages (:func:`run_local` runs one callable): each
+    job key to its page's :class:`JobWorker`."""
+
+    def __init__(self, workers: Mapping[str, JobWorker]):
+        self.workers = dict(workers)
+
+    def __call__(self, key: str) -> str:
+        return self.workers[key](key)
 
 
 def _hand_over(source: ModelStore, job: Job, target: ModelStore) -> None:
@@ -240,6 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                            help="retrain this run's chain instead of a sample (a key or its first characters, "
                                 "as a page's box prints it; repeatable)")
     verifying.add_argument("--jobs", type=int, default=None)
+    verifying.add_argument("--budget-minutes", type=float, default=None,
+                           help="draw the sample so that its chains' recorded training time (as the store has it, "
+                                "core-minutes) stays within this (default: no bound)")
     verifying.add_argument("--into-cache", action="store_true",
                            help="copy the verified models into the model store (.cache), for the notebooks next")
     checking = commands.add_parser("check", help="stale or missing records, without training")
@@ -262,7 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         chosen = {name: get(name) for name in args.experiments} if args.experiments else None
         problems = verify(args.sample, args.seed, experiments=chosen, keys=args.key, jobs=args.jobs, scale=args.scale,
-                          into_cache=default_cache_dir() if args.into_cache else None)
+                          into_cache=default_cache_dir() if args.into_cache else None,
+                          budget_minutes=args.budget_minutes)
     for problem in problems:
         print(problem)
     print(f"{len(problems)} problem(s)" if problems else "the store matches the plan" +
