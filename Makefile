@@ -156,7 +156,7 @@ verify-results: install data
 
 # every run of every page retrained on this machine's cores, results/ rewritten (resumable: the
 # finished runs wait in .cache/results-run/ until the store is written)
-# SCALE=converged: the stand-in regime trained to its plateau instead (about 8 hours on 2 cores;
+# SCALE=converged: the stand-in regime trained to its plateau instead (about 14 hours on 2 cores;
 # results/converged/, read by the notebooks run with scale="converged")
 SCALE ?= ci
 results: install data
