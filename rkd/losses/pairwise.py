@@ -137,15 +137,11 @@ def stacked_gram_squared_distances(batches: tuple[Tensor, ...]) -> tuple[Tensor,
     squared = torch.stack([form[2] for form in forms])
     norms = torch.stack([form[1] for form in forms])
     squared += norms.unsqueeze(2)
-    # the screen of _close_pairs, for each matrix of the stack
-    diagonals = squared.diagonal(0, 1, 2)
-    diagonals.fill_(float("inf"))
-    smallest, largest = squared.amin((1, 2)).tolist(), norms.amax(1).tolist()
-    diagonals.zero_()
+    screened = _screen_close_pairs(squared, norms, threshold)
     grams = []
     for m, (x, (centred, _, _), matrix) in enumerate(zip(batches, forms, squared.unbind())):
         rows = cols = coincident = None
-        if not smallest[m] > 2.0 * threshold * largest[m]:
+        if not screened[m]:
             rows, cols = _close_pair_indices(matrix, norms[m], threshold)
             if rows is not None:
                 coincident = _recompute_close_pairs(matrix, norms[m], x, rows, cols)
@@ -203,7 +199,7 @@ def _gram_products(x: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tenso
 
     Positional arguments where the signature allows: keywords cost about a microsecond of
     parsing an operation, which counts at small N."""
-    x = x.double() if dtype == torch.float64 else x.to(dtype)  # the same conversion; .to parses more arguments
+    x = _converted(x, dtype)
     centred = x - x.mean(0, True)  # keepdim
     norms = (centred * centred).sum(1)
     # the matrix product writes into the broadcast norms
@@ -213,12 +209,20 @@ def _gram_products(x: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tenso
 def _close_pairs(squared: Tensor, norms: Tensor, threshold: float) -> tuple[Tensor | None, Tensor | None]:
     """Index pairs (i < j) with ``sq_ij <= T (n_i + n_j)`` (None, None: there is none); the
     diagonal set to 0."""
-    diagonal = squared.diagonal()
-    diagonal.fill_(float("inf"))
-    # screen with one number first: n_i + n_j <= 2 max(n), so no pair is close if this is positive
-    screened = float(squared.min()) > 2.0 * threshold * float(norms.max())
-    diagonal.zero_()
-    return (None, None) if screened else _close_pair_indices(squared, norms, threshold)
+    if _screen_close_pairs(squared.unsqueeze(0), norms.unsqueeze(0), threshold)[0]:
+        return None, None
+    return _close_pair_indices(squared, norms, threshold)
+
+
+def _screen_close_pairs(squared: Tensor, norms: Tensor, threshold: float) -> list[bool]:
+    """For each matrix of a stack ([M, N, N], norms [M, N]): True when it has no close pair,
+    by one number (n_i + n_j <= 2 max(n), so none is close if the smallest off-diagonal
+    squared distance exceeds 2 T max(n)); the diagonals set to 0."""
+    diagonals = squared.diagonal(0, 1, 2)
+    diagonals.fill_(float("inf"))
+    smallest, largest = squared.amin((1, 2)).tolist(), norms.amax(1).tolist()
+    diagonals.zero_()
+    return [low > 2.0 * threshold * high for low, high in zip(smallest, largest)]
 
 
 def _close_pair_indices(squared: Tensor, norms: Tensor, threshold: float) -> tuple[Tensor | None, Tensor | None]:
@@ -286,8 +290,11 @@ def _significand_bits(dtype: torch.dtype) -> int:
 
 
 def _converted(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """``x.to(dtype)``; ``x.float()`` parses no arguments (a microsecond, which counts at small N)."""
-    return x.float() if dtype == torch.float32 else x.to(dtype)
+    """``x.to(dtype)``; ``x.float()`` and ``x.double()`` parse no arguments (a microsecond,
+    which counts at small N)."""
+    if dtype == torch.float32:
+        return x.float()
+    return x.double() if dtype == torch.float64 else x.to(dtype)
 
 
 def _pair_blocks(pairs: int, dim: int):
