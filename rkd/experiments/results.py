@@ -174,7 +174,8 @@ def _sample(ends: dict[str, list[Job]], pages: list[str], sample: int, rng: rand
                 take(name, fits[rng.randrange(len(fits))])
                 drew = True
         if not drew:  # nothing fits the budget any more: the cheapest chain left
-            take(*min(((name, end) for name in pages for end in ends[name]), key=lambda chosen: extra(*chosen)))
+            left = [(name, end) for name in pages for end in ends[name]]
+            take(*min(left, key=lambda page_and_end: extra(*page_and_end)))
     return chosen
 
 
