@@ -127,8 +127,10 @@ def test_table2_and_table3_claims_on_the_papers_numbers():
     for dataset in ("CUB-200-2011", "Cars196", "SOP"):
         assert verdicts["RKD-DA GoogLeNet-512 beats GoogLeNet-128", dataset] == "1/1"
         assert verdicts["RKD-DA ResNet50-128 beats GoogLeNet-128", dataset] == "1/1"
-    # Table 3 prints no teacher row: that claim is only checked on ours
-    assert not any(claim == "an RKD-DA student beats its teacher" for claim, _ in verdicts)
+    # Table 3 prints no teacher row: the claim's paper side reads Table 2's generation 0 (61.24, 77.17,
+    # 76.58): on CUB GoogLeNet-128 falls short (60.8), on SOP both GoogLeNet students do (74.5, 75.1)
+    teacher_claim = "an RKD-DA student beats its teacher"
+    assert [verdicts[teacher_claim, d] for d in ("CUB-200-2011", "Cars196", "SOP")] == ["2/3", "3/3", "1/3"]
 
 
 def test_table4_claims_on_the_papers_numbers():
