@@ -119,3 +119,11 @@ def test_committed_notebook_cells_are_the_template(path):
     expected = [(c["cell_type"], _text(c["source"])) for c in notebook(name).cells]
     assert cells == expected, (f"{path.name} differs from its template: run `python -m rkd.experiments.notebook` "
                                f"and re-execute it (make notebooks)")
+
+
+def test_writing_the_templates_names_an_unknown_page_and_writes_nothing(tmp_path):
+    from rkd.experiments.notebook import write_all
+
+    with pytest.raises(ValueError, match=r"no page named tabel3; name some of figure3, .*table3"):
+        write_all(tmp_path, only=["table3", "tabel3"])
+    assert not list(tmp_path.iterdir())

@@ -108,6 +108,10 @@ def notebook(name: str) -> nbformat.NotebookNode:
 def write_all(directory: str | Path = "notebooks", only: list[str] | None = None) -> list[Path]:
     """Write the :func:`notebook` of every experiment (or of those named in ``only``) into
     ``directory``, under its file name of :data:`PAGES`; returns the paths written."""
+    unknown = sorted(set(only or ()) - set(PAGES))
+    if unknown:
+        raise ValueError(f"no page named {', '.join(unknown)}; name some of {', '.join(sorted(PAGES))} "
+                         "(or none, for every page)")
     written = []
     for name in only or names():
         path = Path(directory) / PAGES[name]
@@ -117,5 +121,8 @@ def write_all(directory: str | Path = "notebooks", only: list[str] | None = None
 
 
 if __name__ == "__main__":
-    for path in write_all(only=sys.argv[1:] or None):
-        print(f"wrote {path}")
+    try:
+        for path in write_all(only=sys.argv[1:] or None):
+            print(f"wrote {path}")
+    except ValueError as error:
+        sys.exit(str(error))
