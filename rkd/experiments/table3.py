@@ -82,10 +82,8 @@ paper's column for the teacher is Table 2's generation 0, the same ResNet50-512 
         frame = frame[frame["k"] == 1].rename(columns={"recall": "value"})
         # Table 3 prints no teacher row; its teacher is Table 2's generation 0, the same ResNet50-512
         # triplet teacher, whose Recall@1 gives "an RKD-DA student beats its teacher" its paper side
-        table2 = paper_table("table2")
-        teacher = (table2[table2["generation"].astype(str).str.startswith("0")]
-                   .drop(columns=["model", "generation"])
-                   .melt(var_name="dataset", value_name="value")
+        generations = table2.EXPERIMENT.paper()
+        teacher = (generations[generations["generation"] == 0].drop(columns="generation")
                    .assign(backbone="ResNet50", embedding_dim=512, method=TEACHER))
         return pd.concat([frame, teacher])[["dataset", *self.keys, "value"]].reset_index(drop=True)
 
