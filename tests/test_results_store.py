@@ -14,8 +14,10 @@ import pytest
 
 import rkd.runs.training as training_module
 from rkd.experiments.results import check, refresh, verify
+from rkd.runs import prepare
+from rkd.runs.executors import JobFailedError
 from rkd.runs.results import ResultStore, same_measurements
-from test_executors import Spread
+from test_executors import Broken, Spread
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -195,3 +197,62 @@ def test_pages_that_share_jobs_verify_together_in_one_pool(refreshed, tmp_path):
     pages = {"spread": Spread(), "again": Spread()}
     assert verify(4, "abc", experiments=pages, results_dir=both, progress=False) == []
     assert verify(4, "abc", experiments=pages, results_dir=both, progress=False, budget_minutes=0.0) == []
+
+
+def _planned(experiment, cache):
+    """The page's jobs and the model store a refresh with ``cache`` as its work folder trains into."""
+    return prepare(experiment, cache_dir=str(cache), results_dir="", progress=False)
+
+
+@pytest.mark.slow
+def test_a_refresh_stopped_part_way_resumes_on_another_machine_from_the_kept_records(refreshed, tmp_path):
+    full = ResultStore(refreshed).records("spread")
+    call = _planned(Spread(), tmp_path / "work")
+    # the first sitting finished seed 0's chain and seed 1's teacher, then its machine went away with its models
+    kept = {job.key: full[job.key] for job in call.jobs if full[job.key]["seed"] == 0 or job.run.role == "teacher"}
+    results = tmp_path / "results"
+    ResultStore(results / "unfinished").write("spread", kept.values())
+    refresh({"spread": Spread()}, jobs=2, work_dir=tmp_path / "work", results_dir=results, progress=False)
+    # seed 1's students trained, and its teacher again, for its model (held against its kept record)
+    trained = {job.key for job in call.jobs if call.session.store.get(job.key, job.config) is not None}
+    assert trained == {job.key for job in call.jobs if full[job.key]["seed"] == 1}
+    written = ResultStore(results).records("spread")
+    assert list(written) == list(full) and all(same_measurements(full[key], written[key]) == [] for key in full)
+    assert all(written[key] == record for key, record in kept.items())  # as kept: their machine, their date
+    assert not (results / "unfinished").exists()
+
+
+@pytest.mark.slow
+def test_a_kept_record_this_machine_does_not_reproduce_stops_the_refresh(refreshed, tmp_path):
+    full = ResultStore(refreshed).records("spread")
+    call = _planned(Spread(), tmp_path / "work")
+    teacher = next(job for job in call.jobs if job.run.role == "teacher" and full[job.key]["seed"] == 1)
+    forged = {**full[teacher.key], "steps": full[teacher.key]["steps"] + 1}
+    ResultStore(tmp_path / "results" / "unfinished").write("spread", [forged])
+    with pytest.raises(RuntimeError, match=r"differs in \['steps'\](.|\n)*does not reproduce that one bit for bit"):
+        refresh({"spread": Spread()}, jobs=1, work_dir=tmp_path / "work", results_dir=tmp_path / "results",
+                progress=False)
+    assert not (tmp_path / "results" / "spread.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_each_job_s_record_is_kept_as_it_ends_so_a_failed_refresh_loses_none(tmp_path):
+    results = tmp_path / "results"
+    with pytest.raises(JobFailedError):  # Broken's students diverge; its teachers train
+        refresh({"broken": Broken()}, jobs=2, work_dir=tmp_path / "work", results_dir=results, progress=False)
+    teachers = {job.key for job in _planned(Broken(), tmp_path / "work").jobs if job.run.role == "teacher"}
+    assert set(ResultStore(results / "unfinished").records("broken")) == teachers
+    assert not (results / "broken.jsonl").exists()
+
+
+def test_check_names_a_page_a_refresh_left_part_way(refreshed, tmp_path, monkeypatch, capsys):
+    import rkd.experiments.results as results_module
+
+    monkeypatch.setenv("RKD_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setattr(results_module, "_pages", lambda experiments, scale: {"spread": TwoScales()})
+    records = list(ResultStore(refreshed).records("spread").values())[:2]
+    ResultStore(tmp_path / "converged" / "unfinished").write("spread", records)
+    assert results_module.main(["check", "--scale", "converged", "--written"]) == 0
+    out = capsys.readouterr().out
+    assert "converged: 0 page(s) written (none yet)" in out
+    assert "converged: spread part-way, 2 run(s) kept in" in out and "`make results SCALE=converged` resumes it" in out

@@ -9,8 +9,10 @@ and re-verified.
 ``refresh`` retrains every job of every page at ``scale="ci"`` (each page's default
 parameters, as its notebook runs them; ``--scale converged``: the stand-in regime whose
 runs reach a plateau, stored in ``results/converged/``) on this machine's cores, one
-process per job, and rewrites the store. It is resumable: finished jobs wait in ``.cache/results-run/``
-until the store is written. ``verify`` retrains a sample of whole chains (pretrained
+process per job, and rewrites the store. It is resumable, on this machine and on another:
+finished jobs wait in ``.cache/results-run/``, and their records in the store's
+``unfinished/`` folder (commit it to carry a page that takes longer than one sitting over
+to a fresh clone) until the page's file is written. ``verify`` retrains a sample of whole chains (pretrained
 trunk, teacher, student, in a model store of their own, every page's in one pool of
 processes) chosen afresh from ``--seed`` (within ``--budget-minutes`` of the store's
 recorded training time, so that an unlucky draw cannot blow ``make test``'s time) and
@@ -49,6 +51,9 @@ __all__ = ["refresh", "verify", "check", "chain", "written_pages", "main"]
 
 #: the scale whose records ``make test`` verifies (``results/``; another scale's lie in ``results/<scale>/``)
 SCALE = "ci"
+#: the folder of a store (``results/unfinished/``, ``results/converged/unfinished/``) where a
+#: refresh keeps each job's record as it ends, until the page's file is written
+UNFINISHED = "unfinished"
 
 
 def _pages(experiments: Mapping[str, Experiment] | None, scale: str = SCALE) -> dict[str, Experiment]:
@@ -88,21 +93,58 @@ def refresh(experiments: Mapping[str, Experiment] | None = None, *, jobs: int | 
             work_dir: Path | None = None, results_dir: Path | None = None, progress: bool = True,
             scale: str = SCALE) -> dict[str, Path]:
     """Retrain every job of ``experiments`` (name -> experiment; default: every page) at
-    ``scale`` and rewrite their files of the store."""
+    ``scale`` and rewrite their files of the store.
+
+    Each job's record is kept in ``<store>/unfinished/<page>.jsonl`` as soon as the job
+    ends, so that a refresh stopped part-way resumes on any machine (a store too big for
+    one sitting fills over several, from a fresh clone each time): it trains only the jobs
+    without a record there, and the models they need (whose records it then holds against
+    the kept ones: the machines must agree bit for bit)."""
     results_dir = _store_dir(results_dir, scale)
     work_dir = Path(work_dir or default_cache_dir() / "results-run")
     jobs = jobs or len(os.sched_getaffinity(0))
-    store = ResultStore(results_dir)
+    store, unfinished = ResultStore(results_dir), ResultStore(results_dir / UNFINISHED)
     written = {}
     for name, experiment in _pages(experiments, scale).items():
         call = _call(experiment, work_dir, "", scale)  # "": no results store to read, everything trains
         training = [job for job in call.jobs if job.run.trains]
-        print(f"{call.source.title}: {len(training)} training jobs, {jobs} at a time", flush=True)
+        planned = {job.key for job in training}
+        kept = {key: record for key, record in unfinished.records(name).items() if key in planned}
+        to_train = {needed.key for missing in training if missing.key not in kept
+                    for needed in chain(call, missing) if needed.run.trains}
+        print(f"{call.source.title}: {len(training)} training jobs"
+              + (f", {len(kept)} kept by an unfinished refresh ({unfinished.path(name)})" if kept else "")
+              + f"; {len(to_train)} to train, {jobs} at a time", flush=True)
+        keep = _keeper(name, call, unfinished, kept)
+        for job in training:  # trained by an earlier refresh on this machine: kept before anything else runs
+            if job.key not in kept and call.session.store.get(job.key, job.config) is not None:
+                keep(job)
+
+        def done(job: Job, call: Call = call, to_train: set[str] = to_train) -> bool:
+            return job.key not in to_train or call.session.store.get(job.key, job.config) is not None
+
         run_local(JobWorker(call.source, {"scale": scale, "cache_dir": str(work_dir), "results_dir": ""}), training,
-                  done=lambda job, call=call: call.session.store.get(job.key, job.config) is not None,
-                  folder=work_dir / "logs", parallel=jobs, progress=progress)
-        written[name] = store.write(name, (_trained(call, job).record(name) for job in training))
+                  done=done, finished=keep, folder=work_dir / "logs", parallel=jobs, progress=progress)
+        written[name] = store.write(name, (unfinished.get(name, job.key) for job in training))
+        unfinished.remove(name)
     return written
+
+
+def _keeper(name: str, call: Call, unfinished: ResultStore, kept: Mapping[str, dict]) -> Callable[[Job], None]:
+    """What :func:`refresh` does with each job that ends: its record into ``unfinished``, or,
+    for a job retrained only because another needs its model, its record held against the
+    one ``kept`` (a mismatch stops the refresh: two machines that disagree must not fill one
+    page)."""
+    def keep(job: Job) -> None:
+        record = _trained(call, job).record(name)
+        if job.key not in kept:
+            unfinished.add(name, record)
+        elif differing := same_measurements(kept[job.key], record):
+            raise RuntimeError(f"{name}: {job.name} retrained here differs in {differing} from the record that an "
+                               f"unfinished refresh kept in {unfinished.path(name)} (made on "
+                               f"{kept[job.key].get('machine')}); this machine does not reproduce that one bit for "
+                               f"bit: delete that file and refresh the page on one machine")
+    return keep
 
 
 def chain(call: Call, job: Job) -> list[Job]:
@@ -329,6 +371,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.written:
             pages = written_pages(_pages(None, args.scale), _store_dir(None, args.scale))
             print(f"{args.scale}: {len(pages)} page(s) written ({', '.join(pages) or 'none yet'})")
+            unfinished = ResultStore(_store_dir(None, args.scale) / UNFINISHED)
+            for name in _pages(None, args.scale):
+                if unfinished.records(name):
+                    print(f"{args.scale}: {name} part-way, {len(unfinished.records(name))} run(s) kept in "
+                          f"{unfinished.path(name)} (`make results SCALE={args.scale}` resumes it)")
     else:
         chosen = {name: get(name) for name in args.experiments} if args.experiments else None
         problems = verify(args.sample, args.seed, experiments=chosen, keys=args.key, jobs=args.jobs, scale=args.scale,

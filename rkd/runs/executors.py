@@ -74,11 +74,13 @@ def _tail(text: str | None, lines: int = FAILED_TAIL) -> str:
 
 def run_local(work: Callable[[str], Any], jobs: Sequence[Job], *, done: Callable[[Job], bool], folder: Path,
               parallel: int = 1, gpus: Sequence[int] = (), record: LaunchRecord | None = None,
-              progress: bool = True, poll_seconds: float = 0.5) -> int:
+              progress: bool = True, poll_seconds: float = 0.5,
+              finished: Callable[[Job], None] | None = None) -> int:
     """Run every job not ``done`` as a process of its own (submitit's local executor), up to
     ``parallel`` at a time, wave after wave; return how many ran. ``gpus``: the GPUs to hand
-    out, one per process (none: CPU processes). Raises :class:`JobFailedError` after the
-    wave in which jobs failed (the waves after it need their models)."""
+    out, one per process (none: CPU processes). ``finished``: called here, in this process,
+    with each job that ran without error as soon as it ends. Raises :class:`JobFailedError`
+    after the wave in which jobs failed (the waves after it need their models)."""
     if parallel < 1:
         raise ValueError(f"parallel must be >= 1 (processes at once), got {parallel}")
     executor = submitit.LocalExecutor(folder=folder)
@@ -88,7 +90,7 @@ def run_local(work: Callable[[str], Any], jobs: Sequence[Job], *, done: Callable
     bar = progress_bar(total, desc=f"jobs ({parallel} at a time)", enabled=progress, leave=True)
     try:
         for wave in grouped:
-            failed = _run_wave(work, wave, executor, parallel, list(gpus), record, bar, poll_seconds)
+            failed = _run_wave(work, wave, executor, parallel, list(gpus), record, bar, poll_seconds, finished)
             if failed:
                 raise JobFailedError(f"{len(failed)} of {len(wave)} jobs failed:\n" + "\n\n".join(failed))
     finally:
@@ -97,7 +99,7 @@ def run_local(work: Callable[[str], Any], jobs: Sequence[Job], *, done: Callable
 
 
 def _run_wave(work, wave: list[Job], executor, parallel: int, gpus: list[int], record, bar,
-              poll_seconds: float) -> list[str]:
+              poll_seconds: float, finished: Callable[[Job], None] | None = None) -> list[str]:
     waiting, running, failed = list(wave), [], []
     free_gpus = list(gpus)
     while waiting or running:
@@ -119,6 +121,8 @@ def _run_wave(work, wave: list[Job], executor, parallel: int, gpus: list[int], r
             if submitted.exception() is not None:
                 failed.append(f"{job.name} (job {submitted.job_id}, log {submitted.paths.stderr}):\n"
                               f"{_tail(submitted.stderr())}")
+            elif finished is not None:
+                finished(job)
             bar.update(1)
     return failed
 

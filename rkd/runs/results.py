@@ -106,6 +106,20 @@ class ResultStore:
         self._loaded[experiment] = {r["key"]: r for r in records}
         return path
 
+    def add(self, experiment: str, record: Mapping[str, Any]) -> Path:
+        """Add ``record`` to ``experiment``'s file (replacing one with its key), atomically."""
+        return self.write(experiment, [*(r for k, r in self.records(experiment).items() if k != record["key"]),
+                                       record])
+
+    def remove(self, experiment: str) -> None:
+        """Delete ``experiment``'s file, and the store's folder once it holds nothing."""
+        path = self.path(experiment)
+        if path is not None:
+            path.unlink(missing_ok=True)
+            if path.parent.is_dir() and not any(path.parent.iterdir()):
+                path.parent.rmdir()
+        self._loaded.pop(experiment, None)
+
 
 def same_measurements(stored: Mapping[str, Any], retrained: Mapping[str, Any]) -> list[str]:
     """The :data:`MEASURED` fields in which ``retrained`` differs from ``stored`` (empty:
