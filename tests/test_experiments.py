@@ -400,21 +400,6 @@ def test_fewshot_paper_presets_follow_snell_et_al():
     assert p.loc[("Omniglot", "Teacher (5-shot)"), "batch"] == "60-way 5-shot, 5 queries per class, 100 per epoch"
 
 
-def test_table5_s_stand_in_teacher_trains_twice_its_students_episodes_and_table6_s_as_long():
-    def schedules(name, scale):
-        return {run.name: run.train for run in resolve_runs(get(name), scale=scale).runs}
-
-    converged, ci = schedules("table5", "converged"), schedules("table5", "ci")
-    for shot in (1, 5):
-        teacher, student = converged[f"Teacher ({shot}-shot)"], converged[f"RKD-DA ({shot}-shot)"]
-        assert (teacher.steps, teacher.milestones) == (3000, (1000, 2000))
-        assert (student.steps, student.milestones) == (1500, (500, 1000))
-        assert ci[f"Teacher ({shot}-shot)"].steps == 300 and ci[f"RKD-DA ({shot}-shot)"].steps == 150  # cut 10-fold
-    mini = schedules("table6", "converged")
-    assert mini["Teacher (1-shot)"] == mini["Attention (1-shot)"] == table5.CI.train
-    assert table5.PAPER.teacher_train is None  # the paper's protocol: a fixed number of episodes per model
-
-
 def test_fewshot_methods_carry_the_papers_weights_and_the_ci_attention_blocks():
     def methods(name, scale):
         return {run.name: method_of(run) for run in resolve_runs(get(name), scale=scale).runs}

@@ -200,9 +200,7 @@ class FewShotRecipe:
 
     ``train_way``: shot -> classes of the training episodes. ``settings``: method -> its
     :class:`Setting` (attention's blocks on small inputs, tuned weights). ``eval_every``:
-    the test episodes also every that many steps (whether the run converged).
-    ``teacher_train``: the teacher's schedule when it needs longer than its students'
-    (None: ``train``)."""
+    the test episodes also every that many steps (whether the run converged)."""
 
     network: ModelSpec
     train: TrainConfig
@@ -215,12 +213,11 @@ class FewShotRecipe:
     settings: Mapping[str, Setting] = field(default_factory=dict)
     eval_batch_size: int = 500
     eval_every: int = 0
-    teacher_train: TrainConfig | None = None
 
     def _run(self, data: DataSpec, shot: int, name: str, role: str, method: str, teacher: str | None) -> Run:
         run = Run(
             name=f"{name} ({shot}-shot)", role=role, task="fewshot", data=data, network=self.network,
-            method=method, train=(self.teacher_train or self.train) if role == "teacher" else self.train,
+            method=method, train=self.train,
             batches=Batches("episodes", way=self.train_way[shot], shot=shot, query=self.train_query,
                             per_epoch=self.episodes_per_epoch),
             evaluation=Evaluation("episodes", ways=self.test_ways, shot=shot, query=self.test_query,

@@ -112,9 +112,6 @@ def refresh(experiments: Mapping[str, Experiment] | None = None, *, jobs: int | 
         kept = {key: record for key, record in unfinished.records(name).items() if key in planned}
         to_train = {needed.key for missing in training if missing.key not in kept
                     for needed in chain(call, missing) if needed.run.trains}
-        print(f"{call.source.title}: {len(training)} training jobs"
-              + (f", {len(kept)} kept by an unfinished refresh ({unfinished.path(name)})" if kept else "")
-              + f"; {len(to_train)} to train, {jobs} at a time", flush=True)
         keep = _keeper(name, call, unfinished, kept)
         for job in training:  # trained by an earlier refresh on this machine: kept before anything else runs
             if job.key not in kept and call.session.store.get(job.key, job.config) is not None:
@@ -123,6 +120,9 @@ def refresh(experiments: Mapping[str, Experiment] | None = None, *, jobs: int | 
         def done(job: Job, call: Call = call, to_train: set[str] = to_train) -> bool:
             return job.key not in to_train or call.session.store.get(job.key, job.config) is not None
 
+        print(f"{call.source.title}: {len(training)} training jobs"
+              + (f", {len(kept)} kept by an unfinished refresh ({unfinished.path(name)})" if kept else "")
+              + f"; {sum(not done(job) for job in training)} to train, {jobs} at a time", flush=True)
         run_local(JobWorker(call.source, {"scale": scale, "cache_dir": str(work_dir), "results_dir": ""}), training,
                   done=done, finished=keep, folder=work_dir / "logs", parallel=jobs, progress=progress)
         written[name] = store.write(name, (unfinished.get(name, job.key) for job in training))
