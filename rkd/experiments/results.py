@@ -110,8 +110,7 @@ def refresh(experiments: Mapping[str, Experiment] | None = None, *, jobs: int | 
         training = [job for job in call.jobs if job.run.trains]
         planned = {job.key for job in training}
         kept = {key: record for key, record in unfinished.records(name).items() if key in planned}
-        to_train = {needed.key for missing in training if missing.key not in kept
-                    for needed in chain(call, missing) if needed.run.trains}
+        to_train = {job.key for job in _members(call, [job for job in training if job.key not in kept])}
         keep = _keeper(name, call, unfinished, kept)
         for job in training:  # trained by an earlier refresh on this machine: kept before anything else runs
             if job.key not in kept and call.session.store.get(job.key, job.config) is not None:
@@ -369,12 +368,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         problems = check(scale=args.scale, written=args.written)
         if args.written:
-            pages = written_pages(_pages(None, args.scale), _store_dir(None, args.scale))
+            every, store_dir = _pages(None, args.scale), _store_dir(None, args.scale)
+            pages = written_pages(every, store_dir)
             print(f"{args.scale}: {len(pages)} page(s) written ({', '.join(pages) or 'none yet'})")
-            unfinished = ResultStore(_store_dir(None, args.scale) / UNFINISHED)
-            for name in _pages(None, args.scale):
-                if unfinished.records(name):
-                    print(f"{args.scale}: {name} part-way, {len(unfinished.records(name))} run(s) kept in "
+            unfinished = ResultStore(store_dir / UNFINISHED)
+            for name in every:
+                if kept := unfinished.records(name):
+                    print(f"{args.scale}: {name} part-way, {len(kept)} run(s) kept in "
                           f"{unfinished.path(name)} (`make results SCALE={args.scale}` resumes it)")
     else:
         chosen = {name: get(name) for name in args.experiments} if args.experiments else None
