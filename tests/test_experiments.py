@@ -400,6 +400,20 @@ def test_fewshot_paper_presets_follow_snell_et_al():
     assert p.loc[("Omniglot", "Teacher (5-shot)"), "batch"] == "60-way 5-shot, 5 queries per class, 100 per epoch"
 
 
+def test_fewshot_stand_in_schedules_table5_6000_episodes_table6_1500_teachers_as_long_as_students():
+    def schedules(name, scale):
+        return {run.name: (run.train.steps, run.train.milestones, run.evaluation.every)
+                for run in resolve_runs(get(name), scale=scale).runs}
+
+    omniglot, mini = schedules("table5", "converged"), schedules("table6", "converged")
+    omniglot_ci = schedules("table5", "ci")
+    for shot in (1, 5):
+        # at 1,500 episodes Table 5's 1-shot teacher was still climbing; Table 6's teachers settle there
+        assert omniglot[f"Teacher ({shot}-shot)"] == omniglot[f"RKD-DA ({shot}-shot)"] == (6000, (2000, 4000), 600)
+        assert mini[f"Teacher ({shot}-shot)"] == mini[f"Attention ({shot}-shot)"] == (1500, (500, 1000), 150)
+        assert omniglot_ci[f"Teacher ({shot}-shot)"][0] == 600  # ci cuts the converged schedule 10-fold
+
+
 def test_fewshot_methods_carry_the_papers_weights_and_the_ci_attention_blocks():
     def methods(name, scale):
         return {run.name: method_of(run) for run in resolve_runs(get(name), scale=scale).runs}

@@ -20,10 +20,14 @@ from .recipes import FewShotRecipe
 from .baselines import CHOSEN
 
 
+#: fewer episodes than Table 5's: this page's teachers settle by 1,500 (the mean rise over the
+#: last fifth of training, +0.37 points at 1-shot and -0.15 at 5-shot over its converged seeds)
+CI_EPISODES = 1500
 # attention on blocks 2 and 3 (the last block's map is 1x1 at 28x28), its weight tuned on held-out classes
-CI = replace(table5.CI, test_ways=(5,), settings=CHOSEN["fewshot"])
+CI = replace(table5.CI, train=table5.halving(CI_EPISODES), eval_every=CI_EPISODES // 10, test_ways=(5,),
+             settings=CHOSEN["fewshot"])
 CI_NOTES = (f"the glyph stand-in of miniImageNet (64/16/20 classes); `conv4` with 32 channels, "
-            f"{table5.CI_EPISODES:,} 10-way training episodes per model, 200 test episodes, attention on "
+            f"{CI_EPISODES:,} 10-way training episodes per model, 200 test episodes, attention on "
             f"blocks 2 and 3 (the last block's map is 1x1 at 28x28) with its weight tuned on held-out training "
             f"classes, CPU")
 PAPER = FewShotRecipe(
