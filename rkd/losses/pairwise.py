@@ -63,7 +63,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["squared_distances", "gram_squared_distances", "stacked_gram_squared_distances", "gram_backward",
-           "gram_dtype", "GramDistances", "SplitSquared", "split_squared_distances",
+           "gram_dtype", "to_dtype", "GramDistances", "SplitSquared", "split_squared_distances",
            "CLOSE_PAIR_THRESHOLD", "COINCIDENT_RELATIVE_TOLERANCE", "FLOAT64_FALLBACK_FRACTION"]
 
 #: per Gram dtype: pairs with ``sq_ij <= T (n_i + n_j)`` are recomputed from their difference
@@ -199,7 +199,7 @@ def _gram_products(x: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tenso
 
     Positional arguments where the signature allows: keywords cost about a microsecond of
     parsing an operation, which counts at small N."""
-    x = _converted(x, dtype)
+    x = to_dtype(x, dtype)
     centred = x - x.mean(0, True)  # keepdim
     norms = (centred * centred).sum(1)
     # the matrix product writes into the broadcast norms
@@ -278,10 +278,10 @@ def split_squared_distances(squared: Tensor, dtype: torch.dtype) -> SplitSquared
     # 1 / d from the squared distance rounded to dtype (squared distances >= 0; 1 / 0 -> 0)
     if dtype == squared.dtype:
         return SplitSquared(hi, squared - hi, squared.rsqrt().nan_to_num_(0.0, 0.0))  # nan, posinf -> 0
-    inverse = _converted(squared, dtype).rsqrt_().nan_to_num_(0.0, 0.0)
+    inverse = to_dtype(squared, dtype).rsqrt_().nan_to_num_(0.0, 0.0)
     # lo: the difference taken in squared's dtype, rounded to dtype as it is stored (one op, no temporary)
     lo = torch.sub(squared, hi, out=torch.empty_like(inverse))
-    return SplitSquared(_converted(hi, dtype), lo, inverse)
+    return SplitSquared(to_dtype(hi, dtype), lo, inverse)
 
 
 @functools.cache  # dtype figures, worked out once
@@ -289,7 +289,7 @@ def _significand_bits(dtype: torch.dtype) -> int:
     return 1 - round(math.log2(torch.finfo(dtype).eps))  # 24 for float32, 53 for float64
 
 
-def _converted(x: Tensor, dtype: torch.dtype) -> Tensor:
+def to_dtype(x: Tensor, dtype: torch.dtype) -> Tensor:
     """``x.to(dtype)``; ``x.float()`` and ``x.double()`` parse no arguments (a microsecond,
     which counts at small N)."""
     if dtype == torch.float32:

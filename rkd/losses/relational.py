@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .pairwise import (GramDistances, SplitSquared, _converted, gram_backward, gram_dtype, gram_squared_distances,
+from .pairwise import (GramDistances, SplitSquared, gram_backward, gram_dtype, gram_squared_distances, to_dtype,
                        split_squared_distances, squared_distances, stacked_gram_squared_distances)
 
 __all__ = [
@@ -384,7 +384,7 @@ def _rows_gradient(ctx, grad_output: Tensor) -> tuple[Tensor, None, None, None]:
     # dL/d(sq) times the incoming gradient in the working dtype, stored as float64 (one op)
     grad_squared = torch.mul(grad, grad_output, out=grad.new_empty(grad.shape, dtype=torch.float64))
     rows = gram_backward(grad_squared, GramDistances(None, *gram))
-    return _converted(rows, ctx.input_dtype), None, None, None
+    return to_dtype(rows, ctx.input_dtype), None, None, None
 
 
 _rows_gradient_once = torch.autograd.function.once_differentiable(_rows_gradient)
