@@ -82,6 +82,11 @@ def _store_dir(results_dir: Path | None, scale: str) -> Path:
     return Path(results_dir or default_results_dir(scale) or scale_dir(Path.cwd() / "results", scale))
 
 
+def _shown(path: Path) -> Path:
+    """``path`` relative to the working directory when inside it (as a message shows it)."""
+    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+
+
 def _trained(call: Call, job: Job) -> TrainedRun:
     payload = call.session.store.get(job.key, job.config)
     if payload is None:
@@ -120,7 +125,7 @@ def refresh(experiments: Mapping[str, Experiment] | None = None, *, jobs: int | 
             return job.key not in to_train or call.session.store.get(job.key, job.config) is not None
 
         print(f"{call.source.title}: {len(training)} training jobs"
-              + (f", {len(kept)} kept by an unfinished refresh ({unfinished.path(name)})" if kept else "")
+              + (f", {len(kept)} kept by an unfinished refresh ({_shown(unfinished.path(name))})" if kept else "")
               + f"; {sum(not done(job) for job in training)} to train, {jobs} at a time", flush=True)
         run_local(JobWorker(call.source, {"scale": scale, "cache_dir": str(work_dir), "results_dir": ""}), training,
                   done=done, finished=keep, folder=work_dir / "logs", parallel=jobs, progress=progress)
@@ -375,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in every:
                 if kept := unfinished.records(name):
                     print(f"{args.scale}: {name} part-way, {len(kept)} run(s) kept in "
-                          f"{unfinished.path(name)} (`make results SCALE={args.scale}` resumes it)")
+                          f"{_shown(unfinished.path(name))} (`make results SCALE={args.scale}` resumes it)")
     else:
         chosen = {name: get(name) for name in args.experiments} if args.experiments else None
         problems = verify(args.sample, args.seed, experiments=chosen, keys=args.key, jobs=args.jobs, scale=args.scale,
