@@ -38,7 +38,8 @@ CI = FewShotRecipe(
 )
 CI_NOTES = (f"the glyph stand-in of Omniglot (alphabets are scripts; no rotated copies as extra "
             f"classes); `conv4` with 32 channels, {CI_EPISODES:,} 10-way training episodes with 5 queries "
-            f"per class per model, 200 test episodes with 5 queries per setting, CPU")
+            f"per class per model (1,500 until 2026-12-07: the 1-shot teacher was then still climbing), "
+            f"200 test episodes with 5 queries per setting, CPU")
 PAPER = FewShotRecipe(
     network=ModelSpec("conv4", (("in_channels", 1), ("input_size", 28), ("hidden_channels", 64), ("taps", TAP_NAMES))),
     train=TrainConfig(steps=PAPER_EPISODES, optimizer="adam", lr=1e-3,
