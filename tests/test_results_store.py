@@ -255,4 +255,10 @@ def test_check_names_a_page_a_refresh_left_part_way(refreshed, tmp_path, monkeyp
     assert results_module.main(["check", "--scale", "converged", "--written"]) == 0
     out = capsys.readouterr().out
     assert "converged: 0 page(s) written (none yet)" in out
-    assert "converged: spread part-way, 2 run(s) kept in" in out and "`make results SCALE=converged` resumes it" in out
+    assert "converged: spread part-way, 2 of 6 planned run(s) kept in" in out
+    assert "`make results SCALE=converged` resumes it" in out and "no planned run makes" not in out
+    ResultStore(tmp_path / "converged" / "unfinished").write("spread", [*records, {**records[0], "key": "0" * 64}])
+    assert results_module.main(["check", "--scale", "converged", "--written"]) == 0
+    out = capsys.readouterr().out  # a record an older plan made is not counted as progress
+    assert "spread part-way, 2 of 6 planned run(s) kept in" in out
+    assert "1 more kept record(s) no planned run makes any more (the refresh ignores them)" in out

@@ -173,14 +173,31 @@ def check(experiments: Mapping[str, Experiment] | None = None, results_dir: Path
     if written:
         pages = {name: pages[name] for name in written_pages(pages, results_dir)}
     for name, experiment in pages.items():
-        with tempfile.TemporaryDirectory(prefix="rkd-check-") as work_dir:  # nothing trains: an empty model store
-            planned = {job.key: job for job in _call(experiment, Path(work_dir), "", scale).jobs if job.run.trains}
+        planned = planned_runs(experiment, scale)
         stored, remedy = store.records(name), "make results" + ("" if scale == SCALE else f" SCALE={scale}")
         problems += [f"{name}: stale record {r['dataset']}: {r['run']} (seed {r['seed']}), key {k[:12]}: no planned "
                      f"run has it any more; run `{remedy}`" for k, r in stored.items() if k not in planned]
         problems += [f"{name}: {job.name} is planned but has no record; run `{remedy}`"
                      for k, job in planned.items() if k not in stored]
     return problems
+
+
+def planned_runs(experiment: Experiment, scale: str = SCALE) -> dict[str, Job]:
+    """Key -> job, for every training job ``experiment`` plans at ``scale`` (nothing trains)."""
+    with tempfile.TemporaryDirectory(prefix="rkd-check-") as work_dir:  # an empty model store
+        return {job.key: job for job in _call(experiment, Path(work_dir), "", scale).jobs if job.run.trains}
+
+
+def _part_way(name: str, experiment: Experiment, scale: str, unfinished: ResultStore) -> str | None:
+    """A line on what an unfinished refresh kept of page ``name``, or ``None`` when it kept nothing."""
+    if not (kept := unfinished.records(name)):
+        return None
+    planned = planned_runs(experiment, scale)
+    stale = sum(key not in planned for key in kept)
+    return (f"{scale}: {name} part-way, {len(kept) - stale} of {len(planned)} planned run(s) kept in "
+            f"{_shown(unfinished.path(name))} (`make results SCALE={scale}` resumes it)"
+            + (f"; {stale} more kept record(s) no planned run makes any more (the refresh ignores them)"
+               if stale else ""))
 
 
 def written_pages(experiments: Mapping[str, Experiment], results_dir: Path) -> list[str]:
@@ -377,10 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             pages = written_pages(every, store_dir)
             print(f"{args.scale}: {len(pages)} page(s) written ({', '.join(pages) or 'none yet'})")
             unfinished = ResultStore(store_dir / UNFINISHED)
-            for name in every:
-                if kept := unfinished.records(name):
-                    print(f"{args.scale}: {name} part-way, {len(kept)} run(s) kept in "
-                          f"{_shown(unfinished.path(name))} (`make results SCALE={args.scale}` resumes it)")
+            for name, experiment in every.items():
+                if line := _part_way(name, experiment, args.scale, unfinished):
+                    print(line)
     else:
         chosen = {name: get(name) for name in args.experiments} if args.experiments else None
         problems = verify(args.sample, args.seed, experiments=chosen, keys=args.key, jobs=args.jobs, scale=args.scale,
