@@ -157,7 +157,7 @@ verify-results: install data
 # every run of every page retrained on this machine's cores, results/ rewritten (resumable: the
 # finished runs wait in .cache/results-run/, their records in results/unfinished/, until the store
 # is written; a fresh clone with that folder committed goes on where the last refresh stopped)
-# SCALE=converged: the stand-in regime trained to its plateau instead (about 15 hours on 2 cores;
+# SCALE=converged: the stand-in regime trained to its plateau instead (about 17 hours on 2 cores;
 # results/converged/, read by the notebooks run with scale="converged")
 SCALE ?= ci
 results: install data

@@ -28,8 +28,8 @@ TEACHER_ROW = "Triplet (teacher)"
 RELATIVE_GAIN = "RKD-DA relative gain over Triplet (%)"
 #: the embedding sizes the primary claims are judged at (ci runs these; the paper's four include them)
 SIZES = (16, 64)
-#: the seeds of every page of the converged stand-in regime (at least five: see each page's minimum
-#: detectable difference)
+#: the seeds of the converged stand-in regime (at least five; a page whose minimum detectable
+#: difference five seeds leave above 2 points names more)
 CONVERGED_SEEDS = (0, 1, 2, 3, 4)
 #: the metric-learning pages' converged schedules (:data:`CI`) are twice the other pages', so their ci
 #: cut is twice as deep: 150 teacher and 300 student steps, what ``make test`` can retrain
