@@ -173,7 +173,7 @@ def check(experiments: Mapping[str, Experiment] | None = None, results_dir: Path
     if written:
         pages = {name: pages[name] for name in written_pages(pages, results_dir)}
     for name, experiment in pages.items():
-        planned = planned_runs(experiment, scale)
+        planned = _planned_runs(experiment, scale)
         stored, remedy = store.records(name), "make results" + ("" if scale == SCALE else f" SCALE={scale}")
         problems += [f"{name}: stale record {r['dataset']}: {r['run']} (seed {r['seed']}), key {k[:12]}: no planned "
                      f"run has it any more; run `{remedy}`" for k, r in stored.items() if k not in planned]
@@ -182,7 +182,7 @@ def check(experiments: Mapping[str, Experiment] | None = None, results_dir: Path
     return problems
 
 
-def planned_runs(experiment: Experiment, scale: str = SCALE) -> dict[str, Job]:
+def _planned_runs(experiment: Experiment, scale: str = SCALE) -> dict[str, Job]:
     """Key -> job, for every training job ``experiment`` plans at ``scale`` (nothing trains)."""
     with tempfile.TemporaryDirectory(prefix="rkd-check-") as work_dir:  # an empty model store
         return {job.key: job for job in _call(experiment, Path(work_dir), "", scale).jobs if job.run.trains}
@@ -192,7 +192,7 @@ def _part_way(name: str, experiment: Experiment, scale: str, unfinished: ResultS
     """A line on what an unfinished refresh kept of page ``name``, or ``None`` when it kept nothing."""
     if not (kept := unfinished.records(name)):
         return None
-    planned = planned_runs(experiment, scale)
+    planned = _planned_runs(experiment, scale)
     stale = sum(key not in planned for key in kept)
     return (f"{scale}: {name} part-way, {len(kept) - stale} of {len(planned)} planned run(s) kept in "
             f"{_shown(unfinished.path(name))} (`make results SCALE={scale}` resumes it)"
