@@ -119,7 +119,7 @@ normalisation only).
         CONVERGED: Preset(
             scale=CONVERGED, datasets=(D.GLYPHS_CUB, D.GLYPHS_CARS), recipe=CI, threads=1, num_workers=0,
             seeds=CONVERGED_SEEDS, grid={"embedding_dims": SIZES, "no_l2": ("RKD-DA",)},
-            notes="glyph stand-ins of CUB and Cars, small CNNs with glyph-pretrained trunks trained to convergence, "
+            notes="glyph stand-ins of CUB and Cars, small CNNs trained to convergence from glyph-pretrained trunks, "
                   "CPU; two of the paper's sizes (16, where its gains are largest, and 64, where its students "
                   "pass the teacher), the no-L2 variant for RKD-DA only, and the baselines' weights tuned on "
                   "held-out training classes",

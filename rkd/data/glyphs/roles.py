@@ -51,7 +51,8 @@ OMNIGLOT_VAL = ("Bhaiksuki", "Chakma", "Deseret", "Lepcha", "Nabataean")
 #: 15 degrees, slant, stretch), but one stroke width, full ink and little noise; scale and
 #: shift as everywhere. The downstream sets' stroke widths and faint ink (and their several
 #: fonts) are what fine-tuning must learn. With this corpus the two stand-in trunks, each
-#: trained to convergence, are 5.5 points apart in top-1 (ResNet50 and ResNet18 on
-#: ImageNet: about 6); with upright renders only, both end near 96-98% and 2-3 points apart
+#: trained until it had all but stopped improving, are 5.5 points apart in top-1 (ResNet50
+#: and ResNet18 on ImageNet: about 6); with upright renders only, both end near 96-98% and
+#: 2-3 points apart
 PRETRAIN_AUGMENTATION = Augmentation(rotation_decidegrees=150, shear_permille=250, stretch_permille=150,
                                      strokes=(0,), ink=(255, 255), noise=8)
