@@ -55,11 +55,10 @@ DIGITS = DataSpec("digits", "digits (scikit-learn)", options=(("protocol", "retr
 
 #: the ci stand-in for ImageNet weights: each trunk trained once as a classifier on the
 #: glyph corpus, whose scripts no downstream set uses
-#: (8,000 steps: at 4,000 the student was still 2 points short. Over five seeds of this
-#: recipe, trained on to 12,000 steps (measured 2026-12-08, AMD EPYC): the mean rise over
-#: the last fifth is +0.54 for small_cnn_deep, just above the pages' 0.5 rule, and +0.43
-#: for small_cnn; 12,000 steps (same drop) bring them to +0.02 and +0.19 and add 0.21 and
-#: 0.11 points of top-1. Moving to 12,000 retrains every metric-learning page.)
+#: (8,000 steps: at 4,000 the student was still 2 points short. Over five seeds the
+#: teacher's trunk is just above the pages' convergence rule at 8,000 and flat at 12,000:
+#: the glyph-world page (book/glyphs.md) gives the measurement; moving to 12,000 retrains
+#: every metric-learning page.)
 GLYPH_PRETRAINING = Pretraining(
     data=GLYPH_PRETRAIN,
     train=TrainConfig(steps=8000, optimizer="adam", lr=2e-3, weight_decay=1e-5, milestones=(6000,), gamma=0.1),
